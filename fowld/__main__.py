@@ -1,0 +1,3 @@
+from fowld.cli import main
+
+main()

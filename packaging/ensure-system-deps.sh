@@ -1,0 +1,22 @@
+#!/bin/sh
+# Install the system programs fowld's tests and demo use, when they are missing.
+# Only root can install; anyone else gets a clear message naming the packages.
+set -eu
+missing=""
+command -v dbus-daemon >/dev/null 2>&1 || missing="$missing dbus"
+command -v busctl >/dev/null 2>&1 || missing="$missing systemd"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v gdbus >/dev/null 2>&1 || missing="$missing libglib2.0-bin"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v ss >/dev/null 2>&1 || missing="$missing iproute2"
+[ -z "$missing" ] && exit 0
+packages=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
+if [ "$(id -u)" -ne 0 ]; then
+    echo "fowld needs these system packages: $packages(run: sudo apt-get install $packages)" >&2
+    exit 1
+fi
+echo "installing system packages: $packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $packages >/dev/null
