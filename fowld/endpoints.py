@@ -53,7 +53,9 @@ def escape(value: str) -> str:
 
 
 # ``interface=::1`` / ``host=::1`` typed without escaping the colons: escape them for the user.
-_BARE_V6_VALUE = re.compile(r"(?P<key>interface|host)=(?P<value>[0-9A-Fa-f.%]*:[0-9A-Fa-f:.%]*?)(?=:[a-z]+=|$)")
+_BARE_V6_VALUE = re.compile(
+    r"(?P<key>interface|host)=(?P<value>[0-9A-Fa-f.%]*:[0-9A-Fa-f:.%]*?)(?=:[a-z]+=|$)"
+)
 
 
 def _escape_bare_ipv6(spec: str) -> str:

@@ -1,0 +1,82 @@
+"""The ``fowld`` command: the D-Bus daemon by default, or one session on stdio."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+
+from fowld import __version__
+from fowld.session import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
+
+EPILOG = """\
+examples:
+  fowld                                   run the D-Bus service (what systemd starts)
+  fowld --stdio                           one session, JSON lines on stdin/stdout
+  fowld --stdio --mailbox ws://127.0.0.1:4000/v1 --transit-relay tcp:127.0.0.1:4001
+  fowld --stdio --embedded-mailbox tcp:4000   serve a mailbox in-process (offline/LAN)
+
+stdio input (one JSON object per line):
+  {"kind": "allocate-code"}                 or {"kind": "set-code", "code": "7-foo-bar"}
+  {"kind": "remote", "name": "ssh", "local_connect_port": 22}       offer a service
+  {"kind": "local", "name": "ssh", "local_listen_port": 2222}       want the peer's service
+  {"kind": "session-close"}                 (closing stdin does the same)
+see docs/stdio.md for every kind.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fowld",
+        description="Forward TCP and UNIX streams between two computers over Magic Wormhole Dilation.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fowld {__version__}")
+    parser.add_argument("--stdio", action="store_true", help="run one session driven by JSON lines")
+    parser.add_argument("--mailbox", metavar="URL", help=f"mailbox server (default {DEFAULT_MAILBOX})")
+    parser.add_argument(
+        "--transit-relay",
+        metavar="HINT",
+        help=f"transit relay for when no direct path works (default {DEFAULT_TRANSIT_RELAY}); "
+        "'none' to use no relay",
+    )
+    parser.add_argument(
+        "--embedded-mailbox",
+        metavar="ENDPOINT",
+        help="run a mailbox server in this process on ENDPOINT (e.g. tcp:4000) and use it",
+    )
+    parser.add_argument(
+        "--relay-only", action="store_true", help="never connect directly; always go through the relay"
+    )
+    parser.add_argument("--code-length", type=int, default=2, metavar="N", help="words in new codes")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    return parser
+
+
+def start_logging(verbosity: int) -> None:
+    level = {0: LogLevel.warn, 1: LogLevel.info}.get(verbosity, LogLevel.debug)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    start_logging(args.verbose)
+    if args.code_length < 1 or args.code_length > 32:
+        build_parser().error("--code-length must be 1-32")
+    if args.stdio:
+        from fowld.stdio_main import run_stdio
+
+        sys.exit(run_stdio(args))
+    from fowld.daemon import run_daemon
+
+    sys.exit(run_daemon(args))

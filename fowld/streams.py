@@ -1,0 +1,203 @@
+"""Forwarded streams: a local socket spliced to a Dilation subchannel.
+
+One ``Stream`` joins two ``Protocol`` ends. Each end is the other's producer,
+so a slow reader on either side pauses the writer on the other (memory stays
+bounded). Byte counts are reported coalesced: at most one ``StreamBytes`` per
+stream per ``Limits.bytes_report_interval``, with exact totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from fowld import events
+from fowld.limits import Limits
+
+Emit = Callable[[Any], None]
+
+
+def set_nodelay(transport: object) -> None:
+    """Disable Nagle on TCP transports: forwarded traffic is often interactive."""
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpNoDelay(True)
+
+
+def describe(reason: Failure | BaseException | None) -> str | None:
+    """A short human reason, or None for a clean close."""
+    if isinstance(reason, BaseException):
+        reason = Failure(reason)  # Dilation subchannels pass bare exceptions
+    if reason is None or reason.check(ConnectionDone):
+        return None
+    return reason.getErrorMessage() or reason.type.__name__
+
+
+class Stream:
+    """One forwarded connection: counters, and the two ends once they exist."""
+
+    def __init__(self, table: StreamTable, id: int, name: str, direction: events.Direction):
+        self.table = table
+        self.id = id
+        self.name = name
+        self.direction = direction
+        self.into_tunnel = 0
+        self.out_of_tunnel = 0
+        self.reported_into = 0
+        self.reported_out = 0
+        self.local: Protocol | None = None
+        self.tunnel: Protocol | None = None
+        self.splicing = False
+        self.refused = False
+        self._reason: str | None = None
+        self._closed_ends = 0
+        self._done = False
+
+    # data path ---------------------------------------------------------------
+
+    def from_local(self, data: bytes) -> None:
+        self.tunnel.transport.write(data)
+        self.into_tunnel += len(data)
+        self.table.mark_dirty(self)
+
+    def from_tunnel(self, data: bytes) -> None:
+        self.local.transport.write(data)
+        self.out_of_tunnel += len(data)
+        self.table.mark_dirty(self)
+
+    def splice(self) -> None:
+        """Both ends are up and the handshake is done: let bytes flow both ways."""
+        self.splicing = True
+        local, tunnel = self.local.transport, self.tunnel.transport
+        local.registerProducer(tunnel, True)
+        tunnel.registerProducer(local, True)
+        local.resumeProducing()
+        tunnel.resumeProducing()
+
+    # closing -----------------------------------------------------------------
+
+    def fail(self, reason: str, refused: bool = False) -> None:
+        """End the stream early, closing whatever ends exist."""
+        self.refused = self.refused or refused
+        self._reason = self._reason or reason
+        self._close_ends()
+        if self.local is None and self.tunnel is None:
+            self._finish()
+
+    def end_lost(self, end: Protocol, reason: Failure) -> None:
+        if self._reason is None:
+            self._reason = describe(reason)
+        self._closed_ends += 1
+        self._close_ends()
+        expected = (self.local is not None) + (self.tunnel is not None)
+        if self._closed_ends >= expected:
+            self._finish()
+
+    def _close_ends(self) -> None:
+        for end in (self.local, self.tunnel):
+            if end is not None and end.connected and end.transport is not None:
+                end.connected = False  # lose each end once
+                end.transport.loseConnection()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self.table.finished(self, self._reason)
+
+
+class StreamTable:
+    """The streams of one session: ids, the concurrency limit and byte reports."""
+
+    def __init__(self, reactor: Any, limits: Limits, emit: Emit):
+        self._reactor = reactor
+        self._limits = limits
+        self._emit = emit
+        self._streams: dict[int, Stream] = {}
+        self._next_id = 1
+        self._dirty: dict[int, Stream] = {}
+        self._timer = None
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def __iter__(self):
+        return iter(list(self._streams.values()))
+
+    def has_room(self) -> bool:
+        return len(self._streams) < self._limits.max_streams
+
+    def open(self, name: str, direction: events.Direction) -> Stream:
+        stream = Stream(self, self._next_id, name, direction)
+        self._next_id += 1
+        self._streams[stream.id] = stream
+        self._emit(events.StreamOpened(stream.id, name, direction))
+        return stream
+
+    def mark_dirty(self, stream: Stream) -> None:
+        self._dirty[stream.id] = stream
+        if self._timer is None:
+            self._timer = self._reactor.callLater(self._limits.bytes_report_interval, self.flush)
+
+    def flush(self) -> None:
+        self._timer = None
+        dirty, self._dirty = self._dirty, {}
+        for stream in dirty.values():
+            self._report(stream)
+
+    def _report(self, stream: Stream) -> None:
+        into = stream.into_tunnel - stream.reported_into
+        out = stream.out_of_tunnel - stream.reported_out
+        if into or out:
+            stream.reported_into, stream.reported_out = stream.into_tunnel, stream.out_of_tunnel
+            self._emit(events.StreamBytes(stream.id, into, out))
+
+    def finished(self, stream: Stream, reason: str | None) -> None:
+        self._streams.pop(stream.id, None)
+        self._dirty.pop(stream.id, None)
+        self._report(stream)
+        self._emit(
+            events.StreamClosed(
+                stream.id,
+                stream.name,
+                stream.direction,
+                stream.into_tunnel,
+                stream.out_of_tunnel,
+                reason,
+                stream.refused,
+            )
+        )
+
+    def close_all(self, reason: str) -> None:
+        for stream in self:
+            stream.fail(reason)
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+class LocalEnd(Protocol):
+    """The local socket of a stream: a user of our listener, or the service we connect to."""
+
+    def __init__(self, stream: Stream | None = None):
+        self.stream = stream
+
+    def connectionMade(self) -> None:
+        set_nodelay(self.transport)
+        # nothing may cross before the peer's handshake is done; splice() resumes us
+        self.transport.pauseProducing()
+        if self.stream is not None:
+            self.stream.local = self
+
+    def dataReceived(self, data: bytes) -> None:
+        self.stream.from_local(data)
+
+    def connectionLost(self, reason: Failure = ConnectionDone) -> None:
+        self.connected = False
+        if self.stream is not None:
+            self.stream.end_lost(self, reason)

@@ -1,0 +1,176 @@
+"""The Dilation end of a forwarded stream (subprotocol ``fowl``).
+
+``OutgoingTunnel``: we accepted a local connection for a client and ask the
+peer to connect it to its service. ``IncomingTunnel``: the peer asks us to
+connect one of our services; we check policy and limits first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+
+from fowld import events, wire
+from fowld.endpoints import client_endpoint
+from fowld.streams import LocalEnd, Stream
+
+if TYPE_CHECKING:
+    from fowld.forwarder import Forwarder
+
+
+class _TunnelEnd(Protocol):
+    stream: Stream | None = None
+    _refused = False  # refused before a stream existed: ignore whatever else arrives
+
+    def connectionMade(self) -> None:
+        self._reader = wire.FrameReader()
+        self._handshaking = True
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._handshaking:
+            if self.stream is not None and self.stream.splicing:
+                self.stream.from_tunnel(data)
+            elif not self._refused:
+                self.waiting_data(data)
+            return
+        try:
+            messages = self._reader.feed(data)
+        except wire.ProtocolError as e:
+            self.handshake_failed(f"malformed handshake: {e}")
+            return
+        if not messages:
+            return
+        if len(messages) > 1:
+            self.handshake_failed("more than one handshake message")
+            return
+        self._handshaking = False
+        self.handshake(messages[0], self._reader.take_rest())
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.connected = False
+        if self.stream is not None:
+            self.stream.end_lost(self, reason)
+
+    def handshake(self, message: dict, rest: bytes) -> None:
+        raise NotImplementedError
+
+    def waiting_data(self, data: bytes) -> None:
+        """Bytes after the handshake message but before the stream is spliced."""
+        self.handshake_failed("data sent before the stream was accepted")
+
+    def handshake_failed(self, reason: str) -> None:
+        raise NotImplementedError
+
+
+class OutgoingTunnel(_TunnelEnd):
+    def __init__(self, stream: Stream):
+        self.stream = stream
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.stream.tunnel = self
+        self.transport.write(wire.OpenStream(self.stream.name).encode())
+
+    def handshake(self, message: dict, rest: bytes) -> None:
+        try:
+            reply = wire.parse_stream_reply(message)
+        except wire.ProtocolError as e:
+            self.handshake_failed(f"malformed reply: {e}")
+            return
+        if not reply.connected:
+            self.stream.fail(f"peer refused: {reply.reason}", refused=True)
+            return
+        self.stream.splice()
+        if rest:
+            self.stream.from_tunnel(rest)
+
+    def handshake_failed(self, reason: str) -> None:
+        self.stream.fail(reason)
+
+
+class IncomingTunnel(_TunnelEnd):
+    _timeout = None
+    _early = b""
+
+    def __init__(self, forwarder: Forwarder):
+        self._forwarder = forwarder
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        limits = self._forwarder.limits
+        if not self._forwarder.streams.has_room():
+            self._refuse_unaccounted(f"too many streams (limit {limits.max_streams})")
+            return
+        self._timeout = self._forwarder.reactor.callLater(
+            limits.stream_open_timeout, self.handshake_failed, "no opening message in time"
+        )
+
+    def _cancel_timeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+
+    def _refuse_unaccounted(self, reason: str, name: str | None = None) -> None:
+        """Refuse before a stream exists (limits, garbage): an event, no stream id."""
+        self._refused, self._handshaking = True, False
+        self._forwarder.emit(events.Refused("stream", name, reason))
+        self.transport.write(wire.StreamReply(False, reason).encode())
+        self.transport.loseConnection()
+
+    def handshake_failed(self, reason: str) -> None:
+        self._cancel_timeout()
+        if self.stream is not None:
+            self.stream.fail(reason)
+        else:
+            self._refuse_unaccounted(reason)
+
+    def handshake(self, message: dict, rest: bytes) -> None:
+        self._cancel_timeout()
+        try:
+            request = wire.parse_open_stream(message)
+        except wire.ProtocolError as e:
+            self._refuse_unaccounted(f"malformed opening message: {e}")
+            return
+        self.stream = self._forwarder.streams.open(request.name, events.Direction.INCOMING)
+        self.stream.tunnel = self
+        target, refusal = self._forwarder.service_target(request.name, request.listen_port)
+        if refusal is not None:
+            self._forwarder.emit(events.Refused("stream", request.name, refusal))
+            self.transport.write(wire.StreamReply(False, refusal).encode())
+            self.stream.fail(refusal, refused=True)
+            return
+        self._early = rest  # the peer should wait for our reply; keep what it sent anyway
+        factory = Factory.forProtocol(lambda: LocalEnd(self.stream))
+        d = client_endpoint(self._forwarder.reactor, target).connect(factory)
+        d.addCallbacks(self._connected, self._connect_failed)
+
+    def waiting_data(self, data: bytes) -> None:
+        self._early += data
+        if len(self._early) > self._forwarder.limits.early_data_limit:
+            self.handshake_failed("too much data sent before the stream was accepted")
+
+    def _connected(self, local: LocalEnd) -> None:
+        if self.stream.refused or not self.connected:
+            local.transport.loseConnection()
+            return
+        self.transport.write(wire.StreamReply(True).encode())
+        self.stream.splice()
+        if self._early:
+            self.stream.from_tunnel(self._early)
+
+    def _connect_failed(self, failure: Failure) -> None:
+        reason = f"cannot connect to service: {failure.getErrorMessage()}"
+        if self.connected:
+            self.transport.write(wire.StreamReply(False, reason).encode())
+        self.stream.fail(reason, refused=True)
+
+
+class IncomingTunnelFactory(Factory):
+    def __init__(self, forwarder: Forwarder):
+        self._forwarder = forwarder
+
+    def buildProtocol(self, addr: object) -> IncomingTunnel:
+        protocol = IncomingTunnel(self._forwarder)
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,76 @@
+"""Fixtures that start real servers on loopback; the machinery is in servers.py."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from servers import (
+    DBusBus,
+    MailboxServer,
+    ProcessGroup,
+    TransitRelay,
+    dbus_daemon,
+    start_dbus_bus,
+    start_mailbox,
+    start_transit_relay,
+    upstream_python_path,
+)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[ProcessGroup]:
+    """Start processes with ``processes.spawn(argv, ...)``; all are stopped after the test."""
+    group = ProcessGroup(tmp_path / "processes")
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture(scope="session")
+def _session_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
+    group = ProcessGroup(tmp_path_factory.mktemp("servers"))
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture(scope="session")
+def mailbox(_session_processes: ProcessGroup) -> MailboxServer:
+    """A mailbox server shared by the whole run (``.url``, ``.pid``)."""
+    return start_mailbox(_session_processes)
+
+
+@pytest.fixture
+def fresh_mailbox(processes: ProcessGroup) -> Callable[..., MailboxServer]:
+    """Start a mailbox of the test's own: ``fresh_mailbox(port=None)``; ``.stop()`` ends it."""
+    return functools.partial(start_mailbox, processes)
+
+
+@pytest.fixture(scope="session")
+def transit_relay(_session_processes: ProcessGroup) -> TransitRelay:
+    """A transit relay shared by the whole run (``.hint``, ``.pid``)."""
+    return start_transit_relay(_session_processes)
+
+
+@pytest.fixture
+def dbus_bus(processes: ProcessGroup) -> Iterator[DBusBus]:
+    """A private D-Bus bus for one test (``.address``, ``.pid``)."""
+    if dbus_daemon() is None:
+        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+    # Short directory: tmp_path can exceed the length limit of a UNIX socket path.
+    with tempfile.TemporaryDirectory(prefix="fowld-bus-") as directory:
+        bus = start_dbus_bus(processes, Path(directory))
+        yield bus
+        bus.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_python() -> Path:
+    """The interpreter that runs upstream fowl (``$FOWL_UPSTREAM_PYTHON`` overrides)."""
+    path = upstream_python_path()
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"upstream fowl interpreter {path} not found; set FOWL_UPSTREAM_PYTHON")
+    return path
