@@ -14,7 +14,7 @@ from twisted.logger import (
 )
 
 from fowld import __version__
-from fowld.session import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
+from fowld.defaults import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
 
 EPILOG = """\
 examples:
@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--relay-only", action="store_true", help="never connect directly; always go through the relay"
     )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        metavar="SECONDS",
+        help="Dilation keep-alive interval; a path silent for two intervals is replaced (default 30)",
+    )
     parser.add_argument("--code-length", type=int, default=2, metavar="N", help="words in new codes")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     return parser
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     start_logging(args.verbose)
     if args.code_length < 1 or args.code_length > 32:
         build_parser().error("--code-length must be 1-32")
+    if args.ping_interval is not None and not 0.1 <= args.ping_interval <= 3600:
+        build_parser().error("--ping-interval must be 0.1-3600 seconds")
     if args.stdio:
         from fowld.stdio_main import run_stdio
 

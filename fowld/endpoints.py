@@ -23,11 +23,13 @@ _TCP_KINDS = {"tcp", "tcp6"}
 _BRACKETED = re.compile(r"^\[(?P<host>[0-9A-Fa-f:.%a-zA-Z]+)\]:(?P<port>\d+)$")
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-_]+):(?P<port>\d+)$")
 _KNOWN_KINDS = ("tcp:", "tcp6:", "unix:")
+# Other Twisted endpoint kinds: never mistaken for a host name in HOST:PORT.
+_OTHER_KINDS = {"udp", "ssl", "tls", "tor", "onion", "stdio", "systemd", "ssh", "unix-abstract", "launchd"}
 
 
 def _short_form(text: str) -> re.Match | None:
     """Match ``HOST:PORT`` or ``[V6]:PORT``, but never a ``kind:...`` endpoint string."""
-    if text.lower().startswith(_KNOWN_KINDS):
+    if text.lower().startswith(_KNOWN_KINDS) or text.split(":", 1)[0].lower() in _OTHER_KINDS:
         return None
     return _BRACKETED.match(text) or _HOST_PORT.match(text)
 

@@ -44,7 +44,8 @@ class Notifier:
 
     def __init__(self) -> None:
         self._notifier = SystemdNotifier()
-        self._interval = watchdog_interval()
+        # Pings nobody can hear would only cost wake-ups.
+        self._interval = watchdog_interval() if os.environ.get("NOTIFY_SOCKET") else None
         self._watchdog: LoopingCall | None = None
 
     def ready(self) -> None:

@@ -13,7 +13,7 @@ import enum
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from fowld.defaults import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
 from fowld.endpoints import Address, EndpointError, parse_connect, parse_listen
 
-DEFAULT_MAILBOX = "ws://relay.magic-wormhole.io:4000/v1"
-DEFAULT_TRANSIT_RELAY = "tcp:transit.magic-wormhole.io:4001"
 DEFAULT_CODE_LENGTH = 2
 PROFILE_SUFFIX = ".yaml"
 MAX_PROFILE_BYTES = 256 * 1024  # profiles are a few lines long; refuse anything absurd
@@ -37,6 +36,9 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CODE = re.compile(r"[0-9]+(-[A-Za-z0-9]+)+")
 # magic-wormhole reads relay hints as tcp:HOST:PORT, with IPv6 literals in brackets.
 _TRANSIT_RELAY = re.compile(r"tcp:(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})")
+
+# What YAML counts as a line break, so that every line number agrees with PyYAML's marks.
+_YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 _TOP_KEYS = (
     "description",
@@ -172,7 +174,7 @@ class _Reader:
         if isinstance(node, yaml.ScalarNode):
             try:
                 data = self.loader.construct_object(node, deep=True)
-            except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
+            except Exception as e:  # PyYAML's typed constructors raise anything on bad text
                 reason = getattr(e, "problem", None) or str(e)
                 raise ProfileError(
                     self.source, line, f"cannot read {_shorten(node.value)!r}: {reason}"
@@ -301,7 +303,7 @@ class _Checker:
             self.fail(value.line, f"{where} must be true or false, found {_describe(value)}")
         return value.data
 
-    def address(self, entry: _Entry, where: str, parse) -> Address:
+    def address(self, entry: _Entry, where: str, parse: Callable[[str | int], Address]) -> Address:
         value = entry.value
         data = value.data
         if value.shape != "scalar" or isinstance(data, bool) or not isinstance(data, str | int):
@@ -475,7 +477,7 @@ def _profile(root: _Value, name: str, source: str) -> Profile:
 
 def _yaml_error(source: str, text: str, e: yaml.YAMLError) -> ProfileError:
     if isinstance(e, yaml.reader.ReaderError):
-        line = text[: e.position].count("\n") + 1
+        line = len(_YAML_LINE_BREAK.findall(text[: e.position])) + 1
         char = f" (character #x{e.character:04x})" if isinstance(e.character, int) else ""
         return ProfileError(source, line, f"invalid YAML: {e.reason}{char}")
     if isinstance(e, yaml.MarkedYAMLError):

@@ -24,15 +24,13 @@ from wormhole import create as create_wormhole
 from wormhole.errors import LonelyError, WrongPasswordError
 
 from fowld import compat, events
+from fowld.defaults import APP_ID, DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
 from fowld.endpoints import Address, parse_connect, parse_listen
 from fowld.forwarder import Forwarder, ForwardingError
 from fowld.limits import Limits
 from fowld.nodelay import set_nodelay_on_dilation
 from fowld.status import MailboxState, Path, PeerState, Phase, SessionStatus
 
-APP_ID = "meejah.ca/wormhole/forward"
-DEFAULT_MAILBOX = "ws://relay.magic-wormhole.io:4000/v1"
-DEFAULT_TRANSIT_RELAY = "tcp:transit.magic-wormhole.io:4001"
 FEATURES = ("core-v1",)
 APP_VERSIONS = {"fowl": {"features": list(FEATURES)}}
 

@@ -8,7 +8,8 @@ from twisted.internet import reactor as default_reactor
 from twisted.internet import stdio
 from twisted.internet.defer import ensureDeferred
 
-from fowld.session import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY, Session, SessionConfig
+from fowld.defaults import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
+from fowld.session import Session, SessionConfig
 from fowld.stdio import StdioController
 
 
@@ -19,6 +20,7 @@ def config_from_args(args: argparse.Namespace, mailbox_url: str | None = None) -
         transit_relay=None if relay.lower() == "none" else relay,
         code_length=args.code_length,
         relay_only=args.relay_only,
+        ping_interval=args.ping_interval,
     )
 
 

@@ -1,0 +1,1 @@
+"""fowlctl: control fowld, the forwarding daemon, over D-Bus."""

@@ -1,0 +1,3 @@
+from fowlctl.cli import main
+
+main()

@@ -1,0 +1,29 @@
+"""Where fowlctl writes: results on stdout (text or one JSON document per line), notes on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+
+class Output:
+    def __init__(self, json_mode: bool, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+        self.json_mode = json_mode
+        self._stdout = stdout or sys.stdout
+        self._stderr = stderr or sys.stderr
+
+    def result(self, text: str, data: object) -> None:
+        """One result: ``text`` for people, or ``data`` as a JSON line for ``--json``."""
+        if self.json_mode:
+            print(json.dumps(data, sort_keys=True), file=self._stdout, flush=True)
+        else:
+            print(text, file=self._stdout, flush=True)
+
+    def note(self, text: str) -> None:
+        """Guidance for people (never part of the JSON output)."""
+        if not self.json_mode:
+            print(text, file=self._stderr, flush=True)
+
+    def error(self, text: str) -> None:
+        print(text, file=self._stderr, flush=True)

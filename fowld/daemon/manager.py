@@ -1,0 +1,174 @@
+"""What the daemon does, independent of D-Bus: start sessions from profiles, reload, find, stop.
+
+The ``Manager`` is a ``MultiService`` whose children are the running
+``SupervisedSession`` services. Front ends (the D-Bus objects, sd_notify
+status) follow it through ``ManagerListener`` callbacks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from twisted.application.service import MultiService
+from twisted.internet import error as internet_error
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from fowld import events
+from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs, NoCode
+from fowld.daemon.registry import SessionRegistry
+from fowld.daemon.store import ProfileStore
+from fowld.daemon.supervisor import Mode, SessionOptions, SupervisedSession
+from fowld.profiles import Profile, ProfileChanges
+
+log = Logger()
+CODE_TIMEOUT = 30.0  # seconds Invite waits for the mailbox to allocate a code
+STOP_TIMEOUT = 8.0  # seconds all sessions together get to close when the daemon stops
+_CODE = re.compile(r"[0-9]+-\S+")
+
+
+class ManagerListener(Protocol):
+    def session_added(self, session: SupervisedSession) -> None: ...
+    def session_changed(self, session: SupervisedSession) -> None: ...
+    def session_removed(self, session: SupervisedSession) -> None: ...
+    def profiles_changed(self) -> None: ...
+
+
+class Manager(MultiService):
+    def __init__(
+        self,
+        store: ProfileStore,
+        reactor: Any,
+        options: SessionOptions | None = None,
+        code_timeout: float = CODE_TIMEOUT,
+        stop_timeout: float = STOP_TIMEOUT,
+    ):
+        super().__init__()
+        self.store = store
+        self.sessions = SessionRegistry()
+        self.options = options or SessionOptions()
+        self._reactor = reactor
+        self._code_timeout = code_timeout
+        self._stop_timeout = stop_timeout
+        self._listeners: list[ManagerListener] = []
+
+    def add_listener(self, listener: ManagerListener) -> None:
+        self._listeners.append(listener)
+
+    def _tell(self, what: str, *args: object) -> None:
+        for listener in list(self._listeners):
+            try:
+                getattr(listener, what)(*args)
+            except Exception:
+                log.failure("{listener!r}.{what} failed", listener=listener, what=what)
+
+    # starting sessions -------------------------------------------------------------------------
+
+    def invite(self, profile_name: str) -> Deferred:
+        """Start a session that allocates a code; fires with (session, code)."""
+        profile = self.store.get(profile_name)
+        session = self._launch(profile, Mode.INVITE)
+        d = session.wait_for_code(self._code_timeout)
+
+        def no_code(failure: Failure) -> None:
+            state = session.status.mailbox.value
+            session.close(timeout=0, reason="no code was allocated")
+            if failure.check(internet_error.TimeoutError):
+                raise Failed(
+                    f"the mailbox {profile.mailbox} allocated no code within {self._code_timeout:g} s"
+                    f" (mailbox connection: {state})"
+                )
+            raise Failed(f"cannot allocate a code: {failure.getErrorMessage()}")
+
+        return d.addCallbacks(lambda code: (session, code), no_code)
+
+    def accept(self, profile_name: str, code: str) -> SupervisedSession:
+        """Start a session with a code the peer gave us."""
+        profile = self.store.get(profile_name)
+        code = code.strip()
+        if not code:
+            raise InvalidArgs("the code is empty")
+        if not _CODE.fullmatch(code):
+            raise InvalidArgs("a code looks like NUMBER-word-word..., e.g. 7-guitarist-revenge")
+        return self._launch(profile, Mode.ACCEPT, code)
+
+    def start(self, profile_name: str) -> SupervisedSession:
+        """Start the profile's fixed-code session, supervised by its restart policy."""
+        profile = self.store.get(profile_name)
+        if profile.code is None:
+            raise NoCode(f"profile {profile.name!r} has no fixed code: use Invite or Accept instead")
+        running = self.sessions.fixed_code_session(profile.name)
+        if running is not None:
+            raise AlreadyExists(
+                f"profile {profile.name!r} already runs as session {running.id}"
+                " (one code serves one session at a time)"
+            )
+        return self._launch(profile, Mode.FIXED)
+
+    def autostart(self, names: Iterable[str] | None = None) -> None:
+        """Start the autostart profiles (among ``names``) that have no session yet."""
+        wanted = None if names is None else set(names)
+        for profile in self.store.profiles:
+            if not profile.autostart or (wanted is not None and profile.name not in wanted):
+                continue
+            if self.sessions.fixed_code_session(profile.name) is not None:
+                continue
+            try:
+                self._launch(profile, Mode.FIXED)
+            except Exception:
+                log.failure("cannot autostart profile {name}", name=profile.name)
+
+    def _launch(self, profile: Profile, mode: Mode, code: str | None = None) -> SupervisedSession:
+        if not self.running:
+            raise Failed("fowld is stopping")
+        session = SupervisedSession(
+            self.sessions.new_id(profile.name), profile, mode, self._reactor, self.options, code
+        )
+        self.sessions.add(session)
+        session.subscribe(lambda event: self._session_event(session, event))
+        self._tell("session_added", session)
+        log.info("session {id} started ({mode})", id=session.id, mode=mode.value)
+        session.setServiceParent(self)
+        return session
+
+    def _session_event(self, session: SupervisedSession, event: events.Event) -> None:
+        if isinstance(event, events.StatusChanged):
+            self._tell("session_changed", session)
+        elif isinstance(event, events.Closed):
+            log.info(
+                "session {id} ended: {reason}",
+                id=session.id,
+                reason=session.status.reason or event.result,
+            )
+            self.sessions.remove(session)
+            if session.parent is self:
+                session.disownServiceParent()
+            self._tell("session_removed", session)
+
+    # profiles ----------------------------------------------------------------------------------
+
+    def load_profiles(self) -> ProfileChanges:
+        changes = self.store.load()
+        self._tell("profiles_changed")
+        return changes
+
+    def reload(self) -> ProfileChanges:
+        """Read the profiles again. Running sessions are left as they are, whatever changed.
+
+        New and changed autostart profiles without a session start.
+        """
+        changes = self.load_profiles()
+        self.autostart(changes.added + changes.changed)
+        return changes
+
+    # stopping ----------------------------------------------------------------------------------
+
+    def stopService(self) -> Deferred:
+        """Close every session gracefully, but give up waiting after ``stop_timeout``."""
+        d = super().stopService()
+        d.addTimeout(self._stop_timeout, self._reactor)
+        d.addErrback(lambda f: log.warn("sessions did not all close in time: {f}", f=f.getErrorMessage()))
+        return d

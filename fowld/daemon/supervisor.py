@@ -1,0 +1,358 @@
+"""One session of the daemon: an engine ``Session`` kept running as its profile asks.
+
+A ``SupervisedSession`` is a Twisted service that outlives the engine
+sessions it runs. Sessions with the profile's fixed code are supervised: when
+one ends, the restart policy decides whether a new one starts, after an
+exponential back-off (as ``ClientService`` does for connections). Invite and
+accept sessions are one-shot, because their code is consumed: the mailbox
+frees a code once two sides have met, so a new session with the same code
+would wait for a peer that never comes.
+
+Subscribers see the engine's events as if there were one session: the
+status stays "reconnecting" between two engine sessions, and ``Closed`` comes
+only when the session ends for good.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.internet import backoffPolicy
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from fowld import events
+from fowld.endpoints import Address
+from fowld.forwarder import ForwardingError
+from fowld.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
+from fowld.session import Session, SessionConfig, SessionError
+from fowld.status import Phase, SessionStatus
+
+log = Logger()
+_ENDED = (Phase.CLOSING, Phase.CLOSED, Phase.FAILED)
+
+
+class Mode(enum.Enum):
+    INVITE = "invite"  # allocates a new code: one-shot
+    ACCEPT = "accept"  # uses a code someone gave us: one-shot
+    FIXED = "fixed"  # the profile's own code: restarted as the profile's policy says
+
+
+def should_restart(mode: Mode, policy: RestartPolicy, failed: bool) -> bool:
+    """Whether a session that just ended starts again."""
+    if mode is not Mode.FIXED:
+        return False
+    return policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and failed)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Daemon-wide settings for every session."""
+
+    relay_only: bool = False
+    ping_interval: float | None = None
+    # A supervised session whose peer stays unreachable this long is restarted, so that
+    # it can meet a restarted peer (which waits on a fresh mailbox). None: never.
+    peer_lost_timeout: float | None = 60.0
+    retry_delay: Callable[[int], float] = field(default_factory=lambda: backoffPolicy(maxDelay=300.0))
+    close_timeout: float = 10.0  # how long closing waits for the peer's goodbye
+
+
+Subscriber = Callable[[events.Event], None]
+
+
+class SupervisedSession(Service):
+    def __init__(
+        self,
+        session_id: str,
+        profile: Profile,
+        mode: Mode,
+        reactor: Any,
+        options: SessionOptions | None = None,
+        code: str | None = None,
+    ):
+        self.setName(session_id)
+        self.id = session_id
+        self.profile = profile
+        self.mode = mode
+        self.options = options or SessionOptions()
+        self.created_usec = time.time_ns() // 1000
+        self.restarts = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.total_connections = 0
+        self.client_failures: dict[str, str] = {}
+        self.status = SessionStatus(mailbox_url=profile.mailbox)
+        self.session: Session | None = None
+        self._reactor = reactor
+        self._code = code if mode is Mode.ACCEPT else profile.code
+        self._services = {s.name: s for s in profile.services}
+        self._clients = {c.name: c for c in profile.clients}
+        self._subscribers: list[Subscriber] = []
+        self._code_waiters: list[Deferred] = []
+        self._attempt = 0  # restarts since the last successful connection, for the back-off
+        self._closing = False
+        self._ending_reason: str | None = None  # why we end the current engine session ourselves
+        self._restart_call: IDelayedCall | None = None
+        self._lost_timer: IDelayedCall | None = None
+        self._finished: Deferred = Deferred()
+        self.result: str | None = None
+
+    # observing ---------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> None:
+        self._subscribers.append(callback)
+
+    def _emit(self, event: events.Event) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                log.failure("session {id}: event subscriber failed on {event!r}", id=self.id, event=event)
+
+    def _publish(self, status: SessionStatus) -> None:
+        if status != self.status:
+            self.status = status
+            self._emit(events.StatusChanged(status))
+
+    @property
+    def open_connections(self) -> int:
+        return len(self.session.forwarder.streams) if self.session is not None else 0
+
+    @property
+    def ended(self) -> bool:
+        return self._finished.called
+
+    def when_finished(self) -> Deferred:
+        """Fires with the final result once the session has ended for good."""
+        d: Deferred = Deferred()
+        self._finished.addBoth(lambda r: (d.callback(r), r)[1])
+        return d
+
+    def wait_for_code(self, timeout: float) -> Deferred:
+        """Fires with the code once known; fails if the session ends first or ``timeout`` passes."""
+        if self.status.code:
+            return succeed(self.status.code)
+        if self.ended:
+            return fail(SessionError(f"the session ended: {self.status.reason or self.result}"))
+        d: Deferred = Deferred(lambda d: self._code_waiters.remove(d) if d in self._code_waiters else None)
+        self._code_waiters.append(d)
+        return d.addTimeout(timeout, self._reactor)
+
+    # life cycle --------------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._launch()
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        return self.close(reason="fowld is stopping")
+
+    def _launch(self) -> None:
+        self._restart_call = None
+        self._ending_reason = None
+        self.client_failures.clear()
+        profile = self.profile
+        config = SessionConfig(
+            mailbox_url=profile.mailbox,
+            transit_relay=profile.transit_relay or None,
+            code_length=profile.code_length,
+            relay_only=self.options.relay_only,
+            ping_interval=self.options.ping_interval,
+        )
+        session = Session(config, self._reactor)
+        self.session = session
+        session.subscribe(lambda event: self._engine_event(session, event))
+        try:
+            for spec in self._services.values():
+                session.add_service(spec.name, spec.connect, spec.listen_port)
+            for spec in self._clients.values():
+                session.add_client(spec.name, spec.listen, spec.connect_port)
+            session.startService()
+            if self.mode is Mode.INVITE:
+                session.allocate_code(profile.code_length)
+            else:
+                session.set_code(self._code)
+        except Exception as e:
+            # A session that cannot start would fail the same way again: end it for good.
+            log.failure("session {id}: cannot start", id=self.id)
+            self.session = None  # its events no longer concern us
+            self._closing = True
+            session.close(timeout=0)
+            self._publish(dataclasses.replace(self.status, phase=Phase.FAILED, reason=f"cannot start: {e}"))
+            self._finish("failed")
+            return
+        self._publish(session.status)
+
+    def close(self, timeout: float | None = None, reason: str = "closed locally") -> Deferred:
+        """End the session for good (no restart); fires once it has ended."""
+        self._closing = True
+        self._cancel_lost_timer()
+        if self._restart_call is not None:  # between two engine sessions: nothing to close
+            self._restart_call.cancel()
+            self._restart_call = None
+            self._publish(dataclasses.replace(self.status, phase=Phase.CLOSED, reason=reason))
+            self._finish("closed")
+        elif self.session is not None and not self.ended:
+            close_timeout = self.options.close_timeout if timeout is None else timeout
+            self.session.close(timeout=close_timeout, reason=reason)
+        return self.when_finished()
+
+    def _finish(self, result: str) -> None:
+        if self.ended:
+            return
+        self.result = result
+        waiters, self._code_waiters = self._code_waiters, []
+        for waiter in waiters:
+            waiter.errback(SessionError(f"the session ended before a code was allocated: {self.status.reason}"))
+        self._emit(events.Closed(result))
+        self._finished.callback(result)
+
+    # engine events -----------------------------------------------------------------------------
+
+    def _engine_event(self, session: Session, event: events.Event) -> None:
+        if session is not self.session:
+            return  # a late event from an engine session we already replaced
+        match event:
+            case events.StatusChanged(status):
+                self._engine_status(status)
+                return
+            case events.Closed(result):
+                self._engine_closed(session, result)
+                return
+            case events.CodeAllocated(code):
+                waiters, self._code_waiters = self._code_waiters, []
+                for waiter in waiters:
+                    waiter.callback(code)
+            case events.StreamOpened():
+                self.total_connections += 1
+            case events.StreamBytes(_, into_tunnel, out_of_tunnel):
+                self.bytes_in += into_tunnel
+                self.bytes_out += out_of_tunnel
+            case events.ClientFailed(name, reason):
+                self.client_failures[name] = reason
+            case events.ClientListening(name):
+                self.client_failures.pop(name, None)
+        self._emit(event)
+
+    def _engine_status(self, status: SessionStatus) -> None:
+        if status.phase is Phase.CONNECTED:
+            self._attempt = 0
+        if status.phase is Phase.RECONNECTING:
+            self._start_lost_timer()
+        else:
+            self._cancel_lost_timer()
+        if status.phase in _ENDED and self._will_restart(status):
+            return  # shown as "reconnecting" once the engine session has closed
+        self._publish(status)
+
+    def _will_restart(self, status: SessionStatus) -> bool:
+        failed = status.phase is Phase.FAILED or self._ending_reason is not None
+        return not self._closing and should_restart(self.mode, self.profile.restart, failed)
+
+    def _engine_closed(self, session: Session, result: str) -> None:
+        status = session.status
+        reason = self._ending_reason or status.reason or result
+        if not self._will_restart(status):
+            self._finish(result)
+            return
+        delay = self.options.retry_delay(self._attempt)
+        self._attempt += 1
+        log.info("session {id} restarts in {delay:.1f} s: {reason}", id=self.id, delay=delay, reason=reason)
+        self._publish(
+            dataclasses.replace(status, phase=Phase.RECONNECTING, reason=f"restarting in {delay:.0f} s: {reason}")
+        )
+        self._restart_call = self._reactor.callLater(delay, self._relaunch)
+
+    def _relaunch(self) -> None:
+        self.restarts += 1
+        self._launch()
+
+    # the peer-lost watchdog --------------------------------------------------------------------
+
+    def _start_lost_timer(self) -> None:
+        timeout = self.options.peer_lost_timeout
+        if self._lost_timer is not None or timeout is None:
+            return
+        if self._closing or not should_restart(self.mode, self.profile.restart, failed=True):
+            return
+        self._lost_timer = self._reactor.callLater(timeout, self._peer_lost, timeout)
+
+    def _cancel_lost_timer(self) -> None:
+        if self._lost_timer is not None and self._lost_timer.active():
+            self._lost_timer.cancel()
+        self._lost_timer = None
+
+    def _peer_lost(self, timeout: float) -> None:
+        self._lost_timer = None
+        self._ending_reason = f"peer unreachable for {timeout:g} s"
+        log.info("session {id}: {reason}; restarting", id=self.id, reason=self._ending_reason)
+        # The peer is gone: waiting long for its goodbye is pointless.
+        self.session.close(timeout=1.0, reason=self._ending_reason)
+
+    # forwarding --------------------------------------------------------------------------------
+
+    @property
+    def services(self) -> list[ServiceSpec]:
+        """What this session offers: the profile's services plus those added since."""
+        return list(self._services.values())
+
+    @property
+    def clients(self) -> list[ClientSpec]:
+        return list(self._clients.values())
+
+    @property
+    def live_session(self) -> Session | None:
+        """The engine session that takes changes now; None between two engine sessions."""
+        if self.session is None or self._restart_call is not None or self.ended:
+            return None
+        return self.session
+
+    def add_service(self, name: str, connect: Address) -> None:
+        """Offer ``name`` from now on, in this and every later engine session."""
+        if name in self._services:
+            raise ForwardingError(f"service {name!r} already exists")
+        if live := self.live_session:
+            live.add_service(name, connect)
+        self._services[name] = ServiceSpec(name, connect)
+
+    def remove_service(self, name: str) -> None:
+        if name not in self._services:
+            raise ForwardingError(f"no service named {name!r}")
+        live = self.live_session
+        if live is not None and name in live.forwarder.services:
+            live.remove_service(name)
+        del self._services[name]
+
+    def add_client(self, name: str, listen: Address) -> None:
+        """Want ``name`` from now on, in this and every later engine session."""
+        if name in self._clients:
+            raise ForwardingError(f"client {name!r} already exists")
+        if live := self.live_session:
+            live.add_client(name, listen)
+        self._clients[name] = ClientSpec(name, listen)
+
+    def remove_client(self, name: str) -> Deferred:
+        if name not in self._clients:
+            raise ForwardingError(f"no client named {name!r}")
+        del self._clients[name]
+        self.client_failures.pop(name, None)
+        live = self.live_session
+        if live is not None and name in live.forwarder.clients:
+            return live.remove_client(name)
+        return succeed(None)
+
+    def ping(self) -> Deferred:
+        """Round trip to the peer in seconds."""
+        live = self.live_session
+        if live is None:
+            return fail(SessionError("not connected to a peer"))
+        return live.ping()

@@ -1,0 +1,207 @@
+"""Noticing dead network paths, so Dilation replaces them instead of waiting on TCP.
+
+magic-wormhole 0.24 leaves four gaps that a moved laptop or a dead peer falls into:
+
+1. A TCP connection whose local address was removed (new DHCP lease, network
+   change) stays ESTABLISHED for many minutes of retransmissions. This holds
+   for the Dilation connection and for the mailbox WebSocket; while the latter
+   is stuck, reconnection requests between the peers never arrive. We abort
+   such connections: Dilation forms a new generation and the mailbox
+   connection is re-established from the new address.
+2. When Dilation gives up on a path it calls ``loseConnection()``, which waits
+   until Twisted's write buffer drains: never, on a dead path. We abort a
+   connection still closing after a grace period. Nothing is lost: Dilation
+   replays unacknowledged records on the next generation.
+3. The mailbox WebSocket pings every 30 s and waits 60 s for the answer,
+   whatever Dilation's interval. We use Dilation's rule for it too: a ping
+   every interval, dead when the answer is one interval late.
+4. A peer that died never says so. With no peer connection for
+   ``peer_timeout`` seconds we call ``on_peer_lost`` once, so the owner can
+   end the session and free its listeners.
+
+All checks run once a second and cost a few attribute reads and, per live
+connection, one ``bind()`` of a throwaway socket. The private attributes of
+magic-wormhole are reached only here; if they change shape the checks
+degrade to doing nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+log = Logger()
+
+DEFAULT_PING_INTERVAL = 30.0  # magic-wormhole's Dilation default
+CHECK_INTERVAL = 1.0  # seconds between checks
+MAX_CLOSE_GRACE = 10.0  # a closing connection is aborted after min(ping interval, this)
+PEER_TIMEOUT_INTERVALS = 10  # default peer_timeout, in ping intervals (300 s by default)
+
+
+def address_is_local(host: str, scope_id: int = 0) -> bool:
+    """True if ``host`` is still assigned to this machine (it can be bound to)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address: tuple = (host, 0, 0, scope_id) if family == socket.AF_INET6 else (host, 0)
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind(address)
+    except OSError as e:
+        return e.errno != errno.EADDRNOTAVAIL
+    return True
+
+
+def transport_address_gone(transport: Any) -> str | None:
+    """The local address of ``transport`` if it no longer exists here, else None."""
+    try:
+        local = transport.getHost()
+    except (AttributeError, OSError):
+        return None
+    host = getattr(local, "host", None)
+    if not isinstance(host, str) or address_is_local(host, getattr(local, "scopeID", 0) or 0):
+        return None
+    return host
+
+
+def dilation_transport(dilated: Any) -> Any:
+    """The TCP transport of the current Dilation connection, or None between generations."""
+    manager = getattr(dilated, "_manager", None)
+    connection = getattr(manager, "_connection", None)
+    return getattr(connection, "transport", None)
+
+
+def dilation_ever_connected(dilated: Any) -> bool:
+    return bool(getattr(getattr(dilated, "_manager", None), "_made_first_connection", False))
+
+
+def mailbox_protocol(wormhole: Any) -> Any:
+    """The WebSocket protocol of the current mailbox connection, or None while reconnecting."""
+    connector = getattr(getattr(wormhole, "_boss", None), "_RC", None)
+    return getattr(connector, "_ws", None)
+
+
+class Liveness(Service):
+    """Watches one session's peer connection and mailbox connection; see the module docstring."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        wormhole: Any,
+        dilated: Any,
+        ping_interval: float | None = None,
+        peer_timeout: float | None = None,
+        on_peer_lost: Callable[[str], object] | None = None,
+    ):
+        self._reactor = reactor
+        self._wormhole = wormhole
+        self._dilated = dilated
+        self.ping_interval = ping_interval or DEFAULT_PING_INTERVAL
+        self.peer_timeout = peer_timeout or PEER_TIMEOUT_INTERVALS * self.ping_interval
+        self.close_grace = min(self.ping_interval, MAX_CLOSE_GRACE)
+        self._on_peer_lost = on_peer_lost
+        self._peer_lost_reported = False
+        self._down_since: float | None = None  # no usable peer connection since then
+        self._closing: tuple[Any, float] | None = None  # (transport, first seen closing at)
+        self._tuned_websocket: Any = None  # the mailbox connection we last adjusted
+        self._loop = LoopingCall(self.check)
+        self._loop.clock = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(CHECK_INTERVAL, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    def check(self) -> None:
+        now = self._reactor.seconds()
+        self._check_mailbox()
+        transport = dilation_transport(self._dilated)
+        usable = transport is not None and self._check_dilation(transport, now)
+        self._check_peer(usable, now)
+
+    # mailbox -----------------------------------------------------------------
+
+    def _check_mailbox(self) -> None:
+        protocol = mailbox_protocol(self._wormhole)
+        transport = getattr(protocol, "transport", None)
+        if transport is None:
+            return
+        self._tune_websocket_pings(protocol)
+        gone = transport_address_gone(transport)
+        if gone is not None:
+            log.warn("local address {address} is gone: reconnecting to the mailbox", address=gone)
+            transport.abortConnection()
+
+    def _tune_websocket_pings(self, protocol: Any) -> None:
+        """Apply the ping rule to this connection and, through its factory, to the next ones."""
+        if protocol is self._tuned_websocket:
+            return
+        self._tuned_websocket = protocol
+        options = {"autoPingInterval": self.ping_interval, "autoPingTimeout": self.ping_interval}
+        factory = getattr(protocol, "factory", None)
+        if hasattr(factory, "setProtocolOptions"):
+            factory.setProtocolOptions(**options)
+        # read again after the next pong, so this takes effect from the second ping on
+        for name, value in options.items():
+            setattr(protocol, name, value)
+
+    # peer connection ---------------------------------------------------------
+
+    def _check_dilation(self, transport: Any, now: float) -> bool:
+        """Abort the peer connection if its path is dead; True if it is still usable."""
+        gone = transport_address_gone(transport)
+        if gone is not None:
+            log.warn("local address {address} is gone: replacing the peer connection", address=gone)
+            transport.abortConnection()
+            return False
+        if not getattr(transport, "disconnecting", False):
+            self._closing = None
+            return True
+        if self._closing is None or self._closing[0] is not transport:
+            self._closing = (transport, now)
+        elif now - self._closing[1] >= self.close_grace:
+            log.warn(
+                "peer connection still closing after {grace:.0f} s: dropping it", grace=self.close_grace
+            )
+            transport.abortConnection()
+            self._closing = None
+        return False
+
+    def _check_peer(self, usable: bool, now: float) -> None:
+        if usable or not dilation_ever_connected(self._dilated):
+            self._down_since = None
+            return
+        if self._down_since is None:
+            self._down_since = now
+            return
+        if now - self._down_since >= self.peer_timeout and not self._peer_lost_reported:
+            self._peer_lost_reported = True
+            reason = f"peer lost: no connection to the peer for {self.peer_timeout:.0f} s"
+            log.warn(reason)
+            if self._on_peer_lost is not None:
+                self._on_peer_lost(reason)
+
+
+def watch_session_paths(
+    reactor: Any,
+    wormhole: Any,
+    dilated: Any,
+    ping_interval: float | None,
+    until: Deferred,
+    on_peer_lost: Callable[[str], object] | None = None,
+    peer_timeout: float | None = None,
+) -> Liveness:
+    """Start a ``Liveness`` for one session; it stops by itself when ``until`` fires."""
+    liveness = Liveness(reactor, wormhole, dilated, ping_interval, peer_timeout, on_peer_lost)
+    liveness.startService()
+    until.addBoth(lambda result: (liveness.stopService(), result)[1])
+    return liveness

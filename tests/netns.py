@@ -1,0 +1,367 @@
+"""Network namespaces for fault tests: two peers and a hub, joined by veth pairs.
+
+    alice (eth0 10.231.0.2/24) ---veth--- hub (br0 10.231.0.1/24) ---veth--- (eth0 10.231.0.3/24) bob
+
+The hub runs the mailbox server and the transit relay; alice and bob each run
+``fowld --stdio`` and the programs whose bytes they forward. The addresses
+exist only inside these namespaces; nothing outside them is touched. Every
+namespace is named ``fowlt-<pid>-<n>-<role>`` so that namespaces left behind
+by a crashed run (whose pid is gone) can be found and removed.
+
+Run as a script, this file is also those programs (stdlib only):
+``netns.py sink PORT`` reads one connection to its end and
+``netns.py source PORT BYTES RATE`` sends deterministic bytes at a steady rate;
+both print JSON lines with progress and a SHA-256 of the bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+PREFIX = "fowlt"
+SUBNET = "10.231.0"
+HUB_ADDRESS = f"{SUBNET}.1"
+MAILBOX_PORT = 4000
+RELAY_PORT = 4001
+IP_TIMEOUT = 10.0  # seconds for one `ip` command
+PROGRESS_STEP = 1 << 20  # the traffic programs report every MiB
+_numbers = itertools.count()
+
+
+class NetnsError(RuntimeError):
+    """A namespace command failed; the message carries its output."""
+
+
+def unavailable_reason() -> str | None:
+    """Why namespace tests cannot run here, or None if they can."""
+    if not sys.platform.startswith("linux"):
+        return "network namespaces are Linux only"
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    for tool in ("ip", "ss"):
+        if shutil.which(tool) is None:
+            return f"needs `{tool}` (Debian package: iproute2)"
+    return None
+
+
+def run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=IP_TIMEOUT)
+    if check and result.returncode != 0:
+        raise NetnsError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def _owner_alive(name: str) -> bool:
+    parts = name.split("-")
+    if len(parts) < 2 or not parts[1].isdigit():
+        return True  # not ours to judge
+    return Path(f"/proc/{parts[1]}").exists()
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete namespaces of earlier runs that crashed, and stop what still runs in them."""
+    listed = run(["ip", "netns", "list"], check=False).stdout.split("\n")
+    removed = []
+    for name in (line.split()[0] for line in listed if line.strip()):
+        if not name.startswith(PREFIX + "-") or _owner_alive(name):
+            continue
+        delete_namespace(name)
+        removed.append(name)
+    return removed
+
+
+def delete_namespace(name: str) -> None:
+    """Stop the processes inside ``name`` (by PID), then delete it; veths inside go with it."""
+    pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    run(["ip", "netns", "del", name], check=False)
+
+
+@dataclass
+class Side:
+    """One peer's namespace and its single interface ``eth0``."""
+
+    namespace: str
+    address: str
+
+    def exec(self, argv: Sequence[str | os.PathLike]) -> list[str]:
+        """``argv`` run inside this namespace (``ip netns exec`` replaces itself with it)."""
+        return ["ip", "netns", "exec", self.namespace, *map(str, argv)]
+
+    def ip(self, *args: str) -> None:
+        run(["ip", "-n", self.namespace, *args])
+
+    def link(self, up: bool) -> None:
+        self.ip("link", "set", "eth0", "up" if up else "down")
+
+    def move_to(self, address: str) -> None:
+        """Replace the interface address, as a new network or DHCP lease would."""
+        self.ip("addr", "del", f"{self.address}/24", "dev", "eth0")
+        self.ip("addr", "add", f"{address}/24", "dev", "eth0")
+        self.address = address
+
+    def reset_connections_to(self, address: str) -> int:
+        """Abort this side's TCP connections to ``address`` (the kernel sends RSTs); how many."""
+        listed = run(self.exec(["ss", "-Htn", "state", "established", "dst", address])).stdout
+        run(self.exec(["ss", "-K", "-t", "dst", address]))
+        return len([line for line in listed.splitlines() if line.strip()])
+
+    def block(self, address: str) -> None:
+        """Silently drop everything this side sends to ``address``."""
+        self.ip("route", "add", "blackhole", f"{address}/32")
+
+    def listening(self, port: int) -> bool:
+        listed = run(self.exec(["ss", "-Hltn", f"sport = :{port}"])).stdout
+        return bool(listed.strip())
+
+    def wait_listening(self, port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.listening(port):
+            if process is not None and process.poll() is not None:
+                raise NetnsError(f"process {process.pid} exited ({process.returncode}) before listening")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on port {port} in {self.namespace} after {timeout}s")
+            time.sleep(0.1)
+
+
+@dataclass
+class Topology:
+    """hub, alice and bob; ``delete()`` removes everything."""
+
+    hub: Side
+    alice: Side
+    bob: Side
+    names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls) -> Topology:
+        base = f"{PREFIX}-{os.getpid()}-{next(_numbers)}"
+        topology = cls(
+            Side(f"{base}-hub", HUB_ADDRESS),
+            Side(f"{base}-alice", f"{SUBNET}.2"),
+            Side(f"{base}-bob", f"{SUBNET}.3"),
+        )
+        try:
+            topology._build()
+        except BaseException:
+            topology.delete()
+            raise
+        return topology
+
+    def _build(self) -> None:
+        hub = self.hub
+        for side in (hub, self.alice, self.bob):
+            run(["ip", "netns", "add", side.namespace])
+            self.names.append(side.namespace)
+            side.ip("link", "set", "lo", "up")
+        hub.ip("link", "add", "br0", "type", "bridge")
+        hub.ip("addr", "add", f"{hub.address}/24", "dev", "br0")
+        hub.ip("link", "set", "br0", "up")
+        for port_name, side in (("alice", self.alice), ("bob", self.bob)):
+            # both ends are created inside namespaces: the host's interfaces are never touched
+            hub.ip("link", "add", port_name, "type", "veth", "peer", "name", "eth0", "netns", side.namespace)
+            hub.ip("link", "set", port_name, "master", "br0")
+            hub.ip("link", "set", port_name, "up")
+            side.ip("addr", "add", f"{side.address}/24", "dev", "eth0")
+            side.ip("link", "set", "eth0", "up")
+
+    def delete(self) -> None:
+        for name in reversed(self.names):
+            delete_namespace(name)
+        self.names.clear()
+
+    @property
+    def mailbox_url(self) -> str:
+        return f"ws://{HUB_ADDRESS}:{MAILBOX_PORT}/v1"
+
+    @property
+    def relay_hint(self) -> str:
+        return f"tcp:{HUB_ADDRESS}:{RELAY_PORT}"
+
+
+class JsonLines:
+    """Collects the JSON lines a process writes, with arrival times, on a thread."""
+
+    def __init__(self, stream: IO[bytes], label: str):
+        self.label = label
+        self._stream = stream
+        self._lines: list[tuple[float, dict]] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        self._thread = threading.Thread(target=self._read, name=f"lines-{label}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for raw in iter(self._stream.readline, b""):
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                message = {"kind": "(not json)", "text": raw.decode(errors="replace")}
+            if not isinstance(message, dict):
+                message = {"kind": "(not an object)", "value": message}
+            with self._changed:
+                self._lines.append((time.monotonic(), message))
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def __len__(self) -> int:
+        with self._changed:
+            return len(self._lines)
+
+    def since(self, index: int = 0) -> list[tuple[float, dict]]:
+        with self._changed:
+            return list(self._lines[index:])
+
+    def wait_for(
+        self, predicate: Callable[[dict], bool], timeout: float, after: int = 0
+    ) -> tuple[int, float, dict]:
+        """The first line from index ``after`` on that matches: (index, arrival time, message)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for index in range(after, len(self._lines)):
+                    arrived, message = self._lines[index]
+                    if predicate(message):
+                        return index, arrived, message
+                after = len(self._lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._ended:
+                    tail = [m for _, m in self._lines[-8:]]
+                    state = "output ended" if self._ended else f"nothing within {timeout:.0f}s"
+                    raise AssertionError(f"{self.label}: {state}; last lines: {tail}")
+                self._changed.wait(remaining)
+
+
+def matching(kind: str, **fields: Any) -> Callable[[dict], bool]:
+    return lambda m: m.get("kind") == kind and all(m.get(k) == v for k, v in fields.items())
+
+
+class Peer:
+    """``fowld --stdio`` running in one side's namespace."""
+
+    def __init__(self, name: str, side: Side, process: subprocess.Popen):
+        self.name = name
+        self.side = side
+        self.process = process
+        self.lines = JsonLines(process.stdout, name)
+
+    def send(self, kind: str, **fields: Any) -> None:
+        self.process.stdin.write(json.dumps({"kind": kind, **fields}).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def wait(self, kind: str, timeout: float, after: int = 0, **fields: Any) -> tuple[int, float, dict]:
+        return self.lines.wait_for(matching(kind, **fields), timeout, after)
+
+    def statuses(self, after: int = 0) -> list[tuple[float, dict]]:
+        return [(t, m) for t, m in self.lines.since(after) if m.get("kind") == "status"]
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise NetnsError(f"no VmRSS for {self.process.pid}")
+
+
+def fowld_argv(topology: Topology, ping_interval: float, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "fowld",
+        "--stdio",
+        "--mailbox",
+        topology.mailbox_url,
+        "--transit-relay",
+        topology.relay_hint,
+        "--ping-interval",
+        str(ping_interval),
+        *extra,
+    ]
+
+
+def traffic_argv(*args: str | int | float) -> list[str]:
+    """This file run as one of the traffic programs."""
+    return [sys.executable, str(Path(__file__).resolve()), *map(str, args)]
+
+
+# traffic programs ---------------------------------------------------------
+
+
+def _say(**message: Any) -> None:
+    print(json.dumps(message), flush=True)
+
+
+def sink(port: int) -> None:
+    with socket.create_server(("127.0.0.1", port)) as server:
+        _say(listening=port)
+        conn, _ = server.accept()
+    digest, received, reported = hashlib.sha256(), 0, 0
+    with conn:
+        while chunk := conn.recv(1 << 16):
+            digest.update(chunk)
+            received += len(chunk)
+            if received - reported >= PROGRESS_STEP:
+                reported = received
+                _say(received=received)
+    _say(done=True, received=received, sha256=digest.hexdigest())
+
+
+def source(port: int, total: int, rate: float) -> None:
+    """Send ``total`` bytes from a fixed seed at ``rate`` bytes/s, then close."""
+    generator = random.Random(total)
+    digest, sent, reported = hashlib.sha256(), 0, 0
+    chunk_size = 1 << 16
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        while sent < total:
+            chunk = generator.randbytes(min(chunk_size, total - sent))
+            conn.sendall(chunk)
+            digest.update(chunk)
+            sent += len(chunk)
+            if sent - reported >= PROGRESS_STEP:
+                reported = sent
+                _say(sent=sent)
+            ahead = started + sent / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    _say(done=True, sent=sent, sha256=digest.hexdigest())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="traffic programs for the namespace tests")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("sink").add_argument("port", type=int)
+    src = commands.add_parser("source")
+    src.add_argument("port", type=int)
+    src.add_argument("bytes", type=int)
+    src.add_argument("rate", type=float, help="bytes per second")
+    args = parser.parse_args(argv)
+    if args.command == "sink":
+        sink(args.port)
+    else:
+        source(args.port, args.bytes, args.rate)
+
+
+if __name__ == "__main__":
+    main()

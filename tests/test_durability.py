@@ -1,0 +1,345 @@
+"""Real network faults between two fowld peers in network namespaces (see netns.py).
+
+Each test builds its own namespaces: alice wants the service "data" and
+listens for it; bob offers it, ending at a sink. A source in alice's namespace
+pushes deterministic bytes through the forward at a steady rate while the test
+breaks the network; the SHA-256 at the sink must equal the source's.
+Timings and memory figures are printed (``pytest -s``) for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from netns import (
+    HUB_ADDRESS,
+    MAILBOX_PORT,
+    RELAY_PORT,
+    JsonLines,
+    NetnsError,
+    Peer,
+    Side,
+    Topology,
+    fowld_argv,
+    remove_stale_namespaces,
+    traffic_argv,
+    unavailable_reason,
+)
+from servers import REPO_ROOT, ProcessGroup, venv_script
+
+pytestmark = pytest.mark.netns
+
+MB = 1_000_000
+TOTAL = 100 * MB
+RATE = 20 * MB  # bytes/s: slow enough that faults land mid-stream, fast enough for short tests
+PING = 2.0  # --ping-interval for the peers: a silent path is replaced after 4 s
+LISTEN_PORT = 7000  # alice's listener for "data" (each test has fresh namespaces)
+SINK_PORT = 7100  # bob's sink
+STEP = 20.0  # seconds for one setup step
+RECOVERY_LIMIT = 60.0  # data must flow again within this many seconds of a fault's end
+MAX_RSS_GROWTH_KIB = 64 * 1024  # a stalled 20 MB/s source must not pile up in fowld
+
+
+@pytest.fixture
+def topology() -> Iterator[Topology]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    remove_stale_namespaces()
+    try:
+        topology = Topology.create()
+    except NetnsError as e:
+        pytest.skip(f"cannot build network namespaces here: {e}")
+    try:
+        yield topology
+    finally:
+        topology.delete()
+
+
+def start_mailbox(processes: ProcessGroup, hub: Side) -> subprocess.Popen:
+    argv = [
+        venv_script("twist"),
+        "wormhole-mailbox",
+        f"--port=tcp:{MAILBOX_PORT}:interface={HUB_ADDRESS}",
+        "--channel-db=:memory:",
+    ]
+    process = processes.spawn(hub.exec(argv), name="mailbox")
+    hub.wait_listening(MAILBOX_PORT, STEP, process)
+    return process
+
+
+@dataclass
+class Hub:
+    side: Side
+    mailbox: subprocess.Popen
+
+
+@pytest.fixture
+def hub(topology: Topology, processes: ProcessGroup) -> Hub:
+    """The hub with a mailbox server and a transit relay running."""
+    relay = [venv_script("twist"), "transitrelay", f"--port=tcp:{RELAY_PORT}:interface={HUB_ADDRESS}"]
+    relay_process = processes.spawn(topology.hub.exec(relay), name="relay")
+    mailbox = start_mailbox(processes, topology.hub)
+    topology.hub.wait_listening(RELAY_PORT, STEP, relay_process)
+    return Hub(topology.hub, mailbox)
+
+
+@dataclass
+class Pair:
+    alice: Peer  # wants "data", listens on LISTEN_PORT
+    bob: Peer  # offers "data", connects to SINK_PORT
+
+    @property
+    def peers(self) -> tuple[Peer, Peer]:
+        return self.alice, self.bob
+
+
+def start_peer(processes: ProcessGroup, topology: Topology, side: Side, name: str, ping: float) -> Peer:
+    process = processes.spawn(
+        side.exec(fowld_argv(topology, ping)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        name=f"fowld-{name}",
+    )
+    return Peer(name, side, process)
+
+
+def connect_pair(processes: ProcessGroup, topology: Topology, ping: float = PING) -> Pair:
+    pair = Pair(
+        start_peer(processes, topology, topology.alice, "alice", ping),
+        start_peer(processes, topology, topology.bob, "bob", ping),
+    )
+    for peer in pair.peers:
+        peer.send("status", watch=True)
+    pair.alice.send("allocate-code")
+    code = pair.alice.wait("code-allocated", STEP)[2]["code"]
+    pair.bob.send("set-code", code=code)
+    pair.bob.send("remote", name="data", local_connect_port=SINK_PORT)
+    pair.alice.send("local", name="data", local_listen_port=LISTEN_PORT)
+    pair.alice.wait("listening", STEP, name="data")
+    for peer in pair.peers:
+        peer.wait("status", STEP, phase="connected")
+    return pair
+
+
+@dataclass
+class Transfer:
+    source: JsonLines
+    sink: JsonLines
+
+    def wait_received(self, count: int, timeout: float) -> float:
+        """When the sink had at least ``count`` bytes."""
+        return self.sink.wait_for(lambda m: m.get("received", 0) >= count, timeout)[1]
+
+    def finish(self, timeout: float) -> int:
+        """Wait for both ends; assert every byte arrived intact; the byte count."""
+        sent = self.source.wait_for(lambda m: m.get("done"), timeout)[2]
+        received = self.sink.wait_for(lambda m: m.get("done"), timeout)[2]
+        assert received["received"] == sent["sent"], (sent, received)
+        assert received["sha256"] == sent["sha256"], (sent, received)
+        return received["received"]
+
+    def resumed_after(self, moment: float, timeout: float) -> float:
+        """Seconds from ``moment`` until the sink next reported progress."""
+        after = len(self.sink)
+        arrived = self.sink.wait_for(lambda m: "received" in m or m.get("done"), timeout, after)[1]
+        return max(arrived - moment, 0.0)
+
+
+def start_transfer(
+    processes: ProcessGroup, topology: Topology, total: int = TOTAL, rate: float = RATE
+) -> Transfer:
+    sink = processes.spawn(
+        topology.bob.exec(traffic_argv("sink", SINK_PORT)), stdout=subprocess.PIPE, name="sink"
+    )
+    sink_lines = JsonLines(sink.stdout, "sink")
+    sink_lines.wait_for(lambda m: "listening" in m, STEP)
+    source = processes.spawn(
+        topology.alice.exec(traffic_argv("source", LISTEN_PORT, total, rate)),
+        stdout=subprocess.PIPE,
+        name="source",
+    )
+    return Transfer(JsonLines(source.stdout, "source"), sink_lines)
+
+
+def generation(peer: Peer) -> int:
+    return peer.statuses()[-1][1]["generation"]
+
+
+def wait_reconnected(peer: Peer, after: int, before: int, timeout: float) -> tuple[float, float, int]:
+    """Wait for "reconnecting" then "connected" with a higher generation, from line ``after`` on.
+
+    Returns when each was reported and the new generation.
+    """
+    index, went, _ = peer.wait("status", timeout, after, phase="reconnecting")
+    _, back, status = peer.lines.wait_for(
+        lambda m: m.get("kind") == "status" and m["phase"] == "connected" and m["generation"] > before,
+        timeout,
+        index,
+    )
+    return went, back, status["generation"]
+
+
+def report(what: str, **figures: object) -> None:
+    print(f"\n[durability] {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+# link faults --------------------------------------------------------------
+
+
+def cut_link_once(processes: ProcessGroup, topology: Topology, pair: Pair, seconds: float = 10.0) -> dict:
+    """One 100 MB transfer with alice's link down for ``seconds`` in the middle; figures."""
+    before = {peer.name: generation(peer) for peer in pair.peers}
+    marks = {peer.name: len(peer.lines) for peer in pair.peers}
+    rss_before = {peer.name: peer.rss_kib() for peer in pair.peers}
+    transfer = start_transfer(processes, topology)
+    transfer.wait_received(20 * MB, STEP)
+    topology.alice.link(False)
+    time.sleep(seconds)
+    rss_peak = {peer.name: peer.rss_kib() for peer in pair.peers}
+    topology.alice.link(True)
+    link_up = time.monotonic()
+    resumed = transfer.resumed_after(link_up, RECOVERY_LIMIT)
+    assert transfer.finish(TOTAL / RATE + RECOVERY_LIMIT) == TOTAL
+    figures: dict = {"resumed_s": round(resumed, 1)}
+    for peer in pair.peers:
+        _, back, new = wait_reconnected(peer, marks[peer.name], before[peer.name], STEP)
+        figures[f"{peer.name}_connected_after_up_s"] = round(back - link_up, 1)
+        figures[f"{peer.name}_generation"] = f"{before[peer.name]}->{new}"
+        growth = rss_peak[peer.name] - rss_before[peer.name]
+        assert growth < MAX_RSS_GROWTH_KIB, f"{peer.name} grew {growth} KiB while the link was down"
+        figures[f"{peer.name}_rss_kib"] = f"{rss_before[peer.name]}->{rss_peak[peer.name]}"
+    return figures
+
+
+@pytest.mark.timeout(150)
+def test_link_cut_mid_transfer(topology: Topology, hub: Hub, processes: ProcessGroup) -> None:
+    pair = connect_pair(processes, topology)
+    figures = cut_link_once(processes, topology, pair)
+    report("link cut 10 s", **figures)
+    assert figures["resumed_s"] < RECOVERY_LIMIT
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_link_cut_twenty_times(topology: Topology, hub: Hub, processes: ProcessGroup) -> None:
+    if os.environ.get("FOWL_SLOW") != "1":
+        pytest.skip("slow (about 7 minutes): run with FOWL_SLOW=1")
+    pair = connect_pair(processes, topology)
+    start_rss = {peer.name: peer.rss_kib() for peer in pair.peers}
+    resumed = []
+    for number in range(20):
+        figures = cut_link_once(processes, topology, pair)
+        resumed.append(figures["resumed_s"])
+        report(f"link cut {number + 1}/20", **figures)
+    end_rss = {peer.name: peer.rss_kib() for peer in pair.peers}
+    report(
+        "twenty link cuts",
+        passed=len(resumed),
+        resumed_max_s=max(resumed),
+        resumed_median_s=sorted(resumed)[len(resumed) // 2],
+        rss_kib={name: f"{start_rss[name]}->{end_rss[name]}" for name in start_rss},
+    )
+    assert len(resumed) == 20
+
+
+@pytest.mark.timeout(240)
+def test_address_change_on_each_side(topology: Topology, hub: Hub, processes: ProcessGroup) -> None:
+    """Each side in turn gets a new address mid-transfer; the old one is gone for good."""
+    pair = connect_pair(processes, topology)
+    transfer = start_transfer(processes, topology)
+    received = 20 * MB
+    for peer, new_address in ((pair.alice, "10.231.0.12"), (pair.bob, "10.231.0.13")):
+        transfer.wait_received(received, STEP)
+        before = {p.name: generation(p) for p in pair.peers}
+        marks = {p.name: len(p.lines) for p in pair.peers}
+        peer.side.move_to(new_address)
+        moved = time.monotonic()
+        resumed = transfer.resumed_after(moved, RECOVERY_LIMIT)
+        figures: dict = {"resumed_s": round(resumed, 1)}
+        for p in pair.peers:
+            _, back, new = wait_reconnected(p, marks[p.name], before[p.name], RECOVERY_LIMIT)
+            figures[f"{p.name}_connected_s"] = round(back - moved, 1)
+            figures[f"{p.name}_generation"] = f"{before[p.name]}->{new}"
+        report(f"{peer.name} moved to {new_address}", **figures)
+        assert resumed < RECOVERY_LIMIT
+        received += 20 * MB
+    assert transfer.finish(TOTAL / RATE + RECOVERY_LIMIT) == TOTAL
+
+
+@pytest.mark.timeout(120)
+def test_connection_reset(topology: Topology, hub: Hub, processes: ProcessGroup) -> None:
+    """The kernel aborts the peer connection (RST), once from each side."""
+    pair = connect_pair(processes, topology)
+    transfer = start_transfer(processes, topology)
+    received = 20 * MB
+    for peer, other in ((pair.alice, pair.bob), (pair.bob, pair.alice)):
+        transfer.wait_received(received, STEP)
+        before = {p.name: generation(p) for p in pair.peers}
+        marks = {p.name: len(p.lines) for p in pair.peers}
+        assert peer.side.reset_connections_to(other.side.address) >= 1, [p.statuses()[-3:] for p in pair.peers]
+        reset = time.monotonic()
+        resumed = transfer.resumed_after(reset, RECOVERY_LIMIT)
+        figures: dict = {"resumed_s": round(resumed, 1)}
+        for p in pair.peers:
+            _, back, new = wait_reconnected(p, marks[p.name], before[p.name], RECOVERY_LIMIT)
+            figures[f"{p.name}_generation"] = f"{before[p.name]}->{new}"
+            figures[f"{p.name}_connected_s"] = round(back - reset, 1)
+        report(f"reset by {peer.name}", **figures)
+        received += 20 * MB
+    assert transfer.finish(TOTAL / RATE + RECOVERY_LIMIT) == TOTAL
+
+
+@pytest.mark.timeout(90)
+def test_direct_path_blocked_uses_relay(topology: Topology, hub: Hub, processes: ProcessGroup) -> None:
+    topology.alice.block(topology.bob.address)
+    topology.bob.block(topology.alice.address)
+    pair = connect_pair(processes, topology)
+    for peer in pair.peers:
+        status = peer.statuses()[-1][1]
+        assert status["path"] == "relay", status
+        assert f"{HUB_ADDRESS}:{RELAY_PORT}" in status["hint"], status
+    transfer = start_transfer(processes, topology, total=20 * MB)
+    assert transfer.finish(STEP + 20 * MB / RATE) == 20 * MB
+
+
+@pytest.mark.timeout(120)
+def test_mailbox_restart_keeps_sessions(topology: Topology, hub: Hub, processes: ProcessGroup) -> None:
+    pair = connect_pair(processes, topology)
+    transfer = start_transfer(processes, topology)
+    transfer.wait_received(20 * MB, STEP)
+    processes.stop(hub.mailbox)
+    for peer in pair.peers:
+        peer.lines.wait_for(lambda m: m.get("kind") == "status" and m["mailbox"] != "connected", STEP)
+    start_mailbox(processes, hub.side)
+    assert transfer.finish(TOTAL / RATE + STEP) == TOTAL
+    # a new stream after the restart still goes through
+    second = start_transfer(processes, topology, total=5 * MB)
+    assert second.finish(STEP) == 5 * MB
+    for peer in pair.peers:
+        status = peer.statuses()[-1][1]
+        assert status["phase"] == "connected", status
+
+
+@pytest.mark.timeout(120)
+def test_killed_peer_is_reported_lost(topology: Topology, hub: Hub, processes: ProcessGroup) -> None:
+    ping = 1.0  # the peer counts as lost after ten intervals without a connection
+    pair = connect_pair(processes, topology, ping=ping)
+    assert topology.alice.listening(LISTEN_PORT)
+    pair.bob.process.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    _, lost_at, status = pair.alice.lines.wait_for(
+        lambda m: m.get("kind") == "status" and "peer lost" in m.get("reason", ""), 60.0
+    )
+    _, closed_at, _ = pair.alice.wait("closed", 30.0)
+    assert not topology.alice.listening(LISTEN_PORT)
+    assert pair.alice.process.wait(STEP) == 0
+    report("bob killed", lost_after_s=round(lost_at - killed, 1), closed_after_s=round(closed_at - killed, 1))
+    assert lost_at - killed < 10 * ping + 10
