@@ -9,6 +9,7 @@ per chunk, and a full pipe would stall it mid-transfer.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -106,6 +107,15 @@ class Daemon:
         with self._changed:
             self._eof = True
             self._changed.notify_all()
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time used so far (Linux /proc), or None where unknown."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def send(self, kind: str, **fields: object) -> None:
         try:

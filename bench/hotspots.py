@@ -11,6 +11,10 @@ pausing it) and stops it with SIGINT, which makes py-spy write its stacks.
    encryption (noise, cryptography), magic-wormhole records (wormhole),
    Twisted I/O (twisted), forwarder code (fowld or fowl). Standard-library
    frames count for the library that called them.
+
+Samples blocked in the reactor's epoll wait are left out, as py-spy leaves
+out the idle ones it recognises. ``DETAILS`` are counted besides: time inside socket calls, and inside
+automat (the state-machine library magic-wormhole's Dilation is built on).
 """
 
 from __future__ import annotations
@@ -49,6 +53,13 @@ _REPORT_FRAMES = (
     ("/fowl/status.py", None),
     ("/fowl/_proto.py", {"output_fowl_message"}),
 )
+# Cross-cutting shares, counted besides the groups (see details())
+SOCKET_CALLS = "socket send/recv calls (inside Twisted I/O)"
+AUTOMAT = "automat dispatch (inside magic-wormhole records)"
+DETAILS = (SOCKET_CALLS, AUTOMAT)
+_SOCKET_CALLERS = {"untilConcludes", "Connection.doRead", "Connection.writeSomeData"}
+# Innermost frames that mean "blocked, waiting": py-spy --nonblocking does not always see it
+_WAITING = {("EPollReactor.doPoll", "/twisted/"), ("Condition.wait", "threading.py")}
 _LIBRARY_DIR = re.compile(r"^.*/(site-packages|python3\.\d+)/")
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*)\)$")
 
@@ -118,13 +129,42 @@ def classify(stack: str) -> str:
     return "other"
 
 
+def details(stack: str) -> list[str]:
+    """The cross-cutting shares one sampled stack counts for.
+
+    Socket calls: the innermost frame is Twisted's wrapper around a socket's
+    send or recv (the kernel's copy shows up there). Automat: the innermost
+    library frame is automat's own, the dispatch magic-wormhole's state
+    machines do for every record (counted in "magic-wormhole records").
+    """
+    frames = _frames(stack)
+    found = []
+    function, file = frames[-1]
+    if function in _SOCKET_CALLERS and "/twisted/" in file:
+        found.append(SOCKET_CALLS)
+    for _, file in reversed(frames):
+        if "/automat/" in file:
+            found.append(AUTOMAT)
+        if "/automat/" in file or any(m in file for _, markers in _LIBRARIES for m in markers):
+            break
+    return found
+
+
+def waiting(stack: str) -> bool:
+    """True when the innermost frame is the reactor's (or a thread's) wait for work."""
+    function, file = _frames(stack)[-1]
+    return any(function == name and marker in file for name, marker in _WAITING)
+
+
 @dataclass
 class Profile:
-    samples: int = 0
-    groups: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GROUPS, 0))
+    samples: int = 0  # busy samples: idle and waiting ones are left out
+    waiting: int = 0
+    groups: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GROUPS + DETAILS, 0))
     functions: collections.Counter = field(default_factory=collections.Counter)  # self time
 
     def share(self, group: str) -> float:
+        """The share of samples in a group of GROUPS, or counted for one of DETAILS."""
         return self.groups[group] / self.samples if self.samples else 0.0
 
     def top(self, count: int) -> list[tuple[str, float]]:
@@ -139,8 +179,13 @@ def summarize(raw: Path) -> Profile:
         if not stack or not count.isdigit():
             continue
         samples = int(count)
+        if waiting(stack):
+            profile.waiting += samples
+            continue
         profile.samples += samples
         profile.groups[classify(stack)] += samples
+        for detail in details(stack):
+            profile.groups[detail] += samples
         function, file = _frames(stack)[-1]
         profile.functions[f"{function} ({_short(file)})"] += samples
     return profile
@@ -148,6 +193,7 @@ def summarize(raw: Path) -> Profile:
 
 def _short(file: str) -> str:
     """A path from its package on: .../site-packages/wormhole/x.py -> wormhole/x.py."""
-    if file.startswith(f"{servers.REPO_ROOT}/"):
+    short = _LIBRARY_DIR.sub("", file)
+    if short == file and file.startswith(f"{servers.REPO_ROOT}/"):
         return file[len(f"{servers.REPO_ROOT}/") :]
-    return _LIBRARY_DIR.sub("", file)
+    return short

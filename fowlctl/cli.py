@@ -266,16 +266,16 @@ def run_async(command: Callable[[commands.Context], object], ctx: commands.Conte
 def _report_failure(failure, out: Output) -> int:
     error = failure.value
     if isinstance(error, CancelledError):
-        out.error("fowlctl: interrupted")
+        out.tell("fowlctl: interrupted")
         return ExitCode.INTERRUPTED
     if not isinstance(error, CtlError):
-        out.error(f"fowlctl: unexpected error: {failure.getTraceback()}")
+        out.tell(f"fowlctl: unexpected error: {failure.getTraceback()}")
         return ExitCode.FAILED
     return report_error(error, out)
 
 
 def report_error(error: CtlError, out: Output) -> int:
-    out.error(f"fowlctl: {error.message}")
+    out.tell(f"fowlctl: {error.message}")
     if out.json_mode:
         out.result(
             "", {"error": {"name": error.name, "message": error.message, "exit_code": int(error.exit_code)}}

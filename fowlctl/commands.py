@@ -10,7 +10,7 @@ from twisted.internet.defer import CancelledError, Deferred
 
 from fowlctl.bus import SLOW_CALL_TIMEOUT, Fowld
 from fowlctl.check import check_files, result_json, summary_line
-from fowlctl.errors import CtlError, ExitCode, TimedOut
+from fowlctl.errors import BusUnreachable, CtlError, ExitCode, TimedOut
 from fowlctl.follow import SessionFollower
 from fowlctl.ids import id_from_path
 from fowlctl.model import SessionView, profile_errors_json, profile_json, session_json
@@ -86,14 +86,14 @@ async def _start_and_wait(ctx: Context, begin) -> int:
         if ctx.args.no_wait:
             return ExitCode.OK
         session_id = id_from_path(path)
-        ctx.out.note("Waiting for the peer to connect (Ctrl-C stops waiting; the session keeps running)...")
+        ctx.out.tell("Waiting for the peer to connect (Ctrl-C stops waiting; the session keeps running)...")
         try:
             view = await follower.until_connected(path, session_id, ctx.args.timeout)
         except TimedOut as e:
             await _close_quietly(fowld, path, session_id)
             raise TimedOut(f"{e.message}; closed session {session_id}") from None
         except CancelledError:
-            ctx.out.error(
+            ctx.out.tell(
                 f"Stopped waiting. Session {session_id} keeps running in fowld;"
                 f" `fowlctl close {session_id}` ends it."
             )
@@ -245,15 +245,13 @@ async def watch(ctx: Context) -> int:
 
         def on_lost() -> None:
             if not lost.called:
-                lost.errback(
-                    CtlError("lost the connection to the session bus", "org.fowl.fowlctl.Error.BusLost")
-                )
+                lost.errback(BusUnreachable("lost the connection to the session bus"))
 
         await fowld.subscribe(on_signal, on_owner)
         fowld.on_bus_lost(on_lost)
         for s in await fowld.sessions():  # to name sessions that started before we did
             names[s.object_path] = s.id
-        ctx.out.note("Watching fowld's sessions; Ctrl-C stops.")
+        ctx.out.tell("Watching fowld's sessions; Ctrl-C stops.")
         try:
             await lost
         except CancelledError:
@@ -279,7 +277,7 @@ def check(args: argparse.Namespace, out: Output) -> int:
             if r.ok:
                 out.result(summary_line(r), None)
             else:
-                out.error(r.error)
+                out.tell(r.error)
             for warning in r.warnings:
-                out.error(f"warning: {warning}")
+                out.tell(f"warning: {warning}")
     return ExitCode.OK if all_ok else ExitCode.FAILED

@@ -1,4 +1,4 @@
-"""Where fowlctl writes: results on stdout (text or one JSON document per line), notes on stderr."""
+"""Where fowlctl writes: results on stdout (text, or one JSON document per line), messages on stderr."""
 
 from __future__ import annotations
 
@@ -20,10 +20,6 @@ class Output:
         else:
             print(text, file=self._stdout, flush=True)
 
-    def note(self, text: str) -> None:
-        """Guidance for people (never part of the JSON output)."""
-        if not self.json_mode:
-            print(text, file=self._stderr, flush=True)
-
-    def error(self, text: str) -> None:
+    def tell(self, text: str) -> None:
+        """Errors and guidance for people, on stderr: never part of the results, whatever the mode."""
         print(text, file=self._stderr, flush=True)

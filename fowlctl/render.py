@@ -99,8 +99,8 @@ def session_details(s: SessionView, now: float) -> str:
     if s.verifier:
         rows.append(("Verifier", format_verifier(s.verifier)))
     if s.peer_connected:
-        hint = f", {s.hint}" if s.hint else ""
-        rows.append(("Peer", f"connected via {s.path}{hint} (generation {s.generation})"))
+        hint = f" ({s.hint})" if s.hint else ""
+        rows.append(("Peer", f"connected via {s.path}{hint}, generation {s.generation}"))
     else:
         rows.append(("Peer", "not connected"))
     rows.append(("Mailbox", f"{s.mailbox_url} ({s.mailbox_state or 'unknown'})"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import sys
 
 from twisted.logger import (
@@ -13,7 +15,7 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
-from fowld import __version__
+from fowld import __version__, compat
 from fowld.defaults import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
 
 EPILOG = """\
@@ -30,6 +32,11 @@ stdio input (one JSON object per line):
   {"kind": "session-close"}                 (closing stdin does the same)
 see docs/stdio.md for every kind.
 """
+
+
+def _env_addresses() -> list[str] | None:
+    value = os.environ.get("FOWL_DIRECT_ADDRESSES", "").strip()
+    return [a.strip() for a in value.split(",") if a.strip()] or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +69,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="Dilation keep-alive interval; a path silent for two intervals is replaced (default 30)",
     )
+    parser.add_argument(
+        "--direct-address",
+        action="append",
+        metavar="ADDRESS",
+        default=_env_addresses(),
+        help="offer the peer only this address for direct connections (repeatable; "
+        "default: every local address; env FOWL_DIRECT_ADDRESSES=a,b)",
+    )
     parser.add_argument("--code-length", type=int, default=2, metavar="N", help="words in new codes")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["daemon"],
+        help="run the D-Bus service (the default without --stdio; what the systemd unit runs)",
+    )
+    parser.add_argument(
+        "--profiles",
+        metavar="DIR",
+        help="daemon: where profiles are read (default $XDG_CONFIG_HOME/fowl/profiles)",
+    )
+    parser.add_argument(
+        "--peer-lost-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="daemon: restart a fixed-code session whose peer stays unreachable this long, "
+        "so it can meet a restarted peer; 0 never (default 60)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     return parser
 
@@ -81,6 +115,12 @@ def main(argv: list[str] | None = None) -> None:
         build_parser().error("--code-length must be 1-32")
     if args.ping_interval is not None and not 0.1 <= args.ping_interval <= 3600:
         build_parser().error("--ping-interval must be 0.1-3600 seconds")
+    for address in args.direct_address or ():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            build_parser().error(f"--direct-address {address!r} is not an IP address")
+    compat.advertise_direct_addresses(args.direct_address)
     if args.stdio:
         from fowld.stdio_main import run_stdio
 

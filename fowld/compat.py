@@ -1,16 +1,27 @@
-"""A contained fix for magic-wormhole 0.24's inbound flow control.
+"""Contained adjustments to magic-wormhole 0.24's Dilation, applied in one place.
 
-When a subchannel's reader is slow, Dilation pauses its connection by calling
-``pauseProducing()`` on the connection protocol; in 0.24 that protocol has no
-such method (AttributeError), so backpressure from a slow local reader cannot
-work. We add the two methods, delegating to the TCP transport underneath: the
-kernel's receive window then pushes back on the peer, and memory stays bounded.
-Applied once, only when the methods are missing.
+1. Inbound flow control. When a subchannel's reader is slow, Dilation pauses
+   its connection by calling ``pauseProducing()`` on the connection protocol;
+   in 0.24 that protocol has no such method (AttributeError), so backpressure
+   from a slow local reader cannot work. We add the two methods, delegating to
+   the TCP transport underneath: the kernel's receive window then pushes back
+   on the peer, and memory stays bounded.
+
+2. Which addresses are advertised for direct connections. Dilation offers the
+   peer every address of every interface. ``advertise_direct_addresses`` narrows
+   that list (for example to 127.0.0.1 when both peers share one machine, or to
+   the one interface a LAN deployment should use).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from wormhole._dilation.connection import DilatedConnectionProtocol
+from wormhole._dilation.connector import Connector
+
+_original_listener_addresses = Connector._get_listener_addresses
+_direct_addresses: tuple[str, ...] | None = None
 
 
 def _pause(self: DilatedConnectionProtocol) -> None:
@@ -23,7 +34,20 @@ def _resume(self: DilatedConnectionProtocol) -> None:
         self.transport.resumeProducing()
 
 
+def _listener_addresses(self: Connector) -> list[str]:
+    if _direct_addresses is not None:
+        return list(_direct_addresses)
+    return _original_listener_addresses(self)
+
+
+def advertise_direct_addresses(addresses: Sequence[str] | None) -> None:
+    """Offer the peer only ``addresses`` for direct connections (None: all of them)."""
+    global _direct_addresses
+    _direct_addresses = tuple(addresses) if addresses is not None else None
+
+
 def install() -> None:
     if not hasattr(DilatedConnectionProtocol, "pauseProducing"):
         DilatedConnectionProtocol.pauseProducing = _pause
         DilatedConnectionProtocol.resumeProducing = _resume
+    Connector._get_listener_addresses = _listener_addresses

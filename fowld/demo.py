@@ -32,6 +32,7 @@ CONNECT_TIMEOUT = 30.0  # seconds for the two fowlds to connect
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 _CODE_LINE = re.compile(r"^\s+(\d+(?:-[A-Za-z0-9]+)+)\s*$")
 _URL_LINE = re.compile(r"^ws://\S+/v1$")
+FOWLD = [sys.executable, "-m", "fowld"]
 
 
 class DemoError(RuntimeError):
@@ -273,28 +274,30 @@ class Demo:
         )
         say(f"      alice: profile share-web offers web -> tcp:{LOOPBACK}:{http_port}")
         say("      bob:   profile see-web wants web, on any free local port")
+        say("      both run `fowld --relay-only`: they meet through the relay, so traffic stays on loopback")
         daemons = {}
         for c in (alice, bob):
             c.bus = self.first_line(f"dbus-{c.name}", buses[c.name], re.compile(r"^unix:"))
             c.env["DBUS_SESSION_BUS_ADDRESS"] = c.bus
-            daemons[c.name] = self.spawn(f"fowld-{c.name}", [sys.executable, "-m", "fowld"], env=c.env)
+            daemons[c.name] = self.spawn(f"fowld-{c.name}", FOWLD + ["--relay-only"], env=c.env)
         for c in (alice, bob):
             self.wait_for_fowld(c, daemons[c.name])
 
         say("[4/6] Alice invites; she reads the code to bob, who accepts it")
-        say(f"  {alice.name}$ fowlctl invite share-web")
-        invite = self.fowlctl(alice, "invite", "share-web", "--timeout", str(CONNECT_TIMEOUT))
+        say(f"  {alice.name}$ fowlctl invite share-web --timeout {CONNECT_TIMEOUT:g}")
+        invite = self.fowlctl(alice, "invite", "share-web", "--timeout", f"{CONNECT_TIMEOUT:g}")
         invite_out = LineReader(invite.stdout)
         deadline = time.monotonic() + CONNECT_TIMEOUT
-        code = None
-        while code is None:
+        code, line = None, ""
+        # Show everything up to "Waiting for the peer...", picking the code out on the way.
+        while code is None or not line.startswith("Waiting for the peer"):
             line = invite_out.readline(deadline)
             if line is None:
-                raise DemoError(f"fowlctl invite exited (code {invite.wait()}) without a code")
+                raise DemoError(f"fowlctl invite exited (code {invite.wait()}) before the peer could join")
             say(f"    | {line}")
             if m := _CODE_LINE.match(line):
                 code = m.group(1)
-        self.show(bob, "accept", "see-web", code, "--timeout", str(CONNECT_TIMEOUT))
+        self.show(bob, "accept", "see-web", code, "--timeout", f"{CONNECT_TIMEOUT:g}")
         say("  (alice's fowlctl invite, continued)")
         self.echo_until_exit(invite, deadline, invite_out)
         if invite.returncode != 0:

@@ -122,11 +122,15 @@ class Liveness(Service):
             self._loop.stop()
 
     def check(self) -> None:
-        now = self._reactor.seconds()
-        self._check_mailbox()
-        transport = dilation_transport(self._dilated)
-        usable = transport is not None and self._check_dilation(transport, now)
-        self._check_peer(usable, now)
+        try:
+            now = self._reactor.seconds()
+            self._check_mailbox()
+            transport = dilation_transport(self._dilated)
+            usable = transport is not None and self._check_dilation(transport, now)
+            self._check_peer(usable, now)
+        except Exception:
+            # a failed check must not end the LoopingCall: later checks may still work
+            log.failure("path check failed")
 
     # mailbox -----------------------------------------------------------------
 
@@ -203,5 +207,10 @@ def watch_session_paths(
     """Start a ``Liveness`` for one session; it stops by itself when ``until`` fires."""
     liveness = Liveness(reactor, wormhole, dilated, ping_interval, peer_timeout, on_peer_lost)
     liveness.startService()
-    until.addBoth(lambda result: (liveness.stopService(), result)[1])
+
+    def stop(result: object) -> object:
+        liveness.stopService()
+        return result
+
+    until.addBoth(stop)
     return liveness

@@ -52,6 +52,8 @@ _PEER_STATES = {
     wstatus.StoppedPeer: PeerState.STOPPED,
 }
 _FINAL = (Phase.CLOSED, Phase.FAILED)
+# Slack past Dilation's expiry (two keep-alive intervals) before calling a peer silent.
+SILENCE_GRACE = 1.0
 
 
 class SessionError(ValueError):
@@ -97,6 +99,7 @@ class Session(Service):
         self._peer_closing = Deferred()
         self._sent_closing = False
         self._ping_ids = itertools.count(1)
+        self._silence_timer = None
 
     # observing ---------------------------------------------------------------
 
@@ -234,12 +237,36 @@ class Session(Service):
             "peer": _PEER_STATES.get(type(peer), PeerState.NONE),
             "generation": status.generation,
         }
+        self._cancel_silence_timer()
         if isinstance(peer, wstatus.ConnectedPeer):
             changes["hint"] = peer.hint_description
             changes["path"] = Path.RELAY if "relay" in peer.hint_description else Path.DIRECT
             # The manager adopts the new connection right after this callback.
             self._reactor.callLater(0, set_nodelay_on_dilation, self._dilated)
+            self._watch_for_silence(peer)
         self._update(**changes)
+
+    def _watch_for_silence(self, peer: wstatus.ConnectedPeer) -> None:
+        """Report a peer that stopped answering keep-alives.
+
+        Only Dilation's leader pings and decides to reconnect; the follower hears
+        the pings (each one moves ``expires_at``) but reports nothing when they
+        stop. Without this, a follower whose peer vanished would say "connected"
+        until the peer came back.
+        """
+        delay = max(0.0, peer.expires_at - self._reactor.seconds()) + SILENCE_GRACE
+        self._silence_timer = self._reactor.callLater(delay, self._peer_silent, delay)
+
+    def _peer_silent(self, waited: float) -> None:
+        self._silence_timer = None
+        if self._status.peer is PeerState.CONNECTED:
+            reason = f"no keep-alive from the peer for {waited:.0f} s"
+            self._update(peer=PeerState.RECONNECTING, reason=reason)
+
+    def _cancel_silence_timer(self) -> None:
+        if self._silence_timer is not None and self._silence_timer.active():
+            self._silence_timer.cancel()
+        self._silence_timer = None
 
     def _got_welcome(self, welcome: dict) -> None:
         self._emit(events.Welcome(self.config.mailbox_url, welcome))
@@ -282,6 +309,7 @@ class Session(Service):
         else:
             reason = failure.getErrorMessage() or failure.type.__name__
         self._closing = Deferred()
+        self._cancel_silence_timer()
         self._update(phase=Phase.FAILED, reason=reason)
         self._emit(events.Error(reason))
         self._finish(self.forwarder.stop(), f"failed: {reason}")
@@ -299,6 +327,7 @@ class Session(Service):
             self._emit(events.Closed("closed"))
             return self.when_closed()
         self._update(phase=Phase.CLOSING, reason=reason)
+        self._cancel_silence_timer()
         stopped = self.forwarder.stop()
         if self._status.verifier:
             # the closing phase number is how many mailbox messages we sent before it: none

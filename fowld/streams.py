@@ -101,6 +101,10 @@ class Stream:
         for end in (self.local, self.tunnel):
             if end is not None and end.connected and end.transport is not None:
                 end.connected = False  # lose each end once
+                if self.splicing:
+                    # A transport with a producer registered waits for that producer
+                    # (possibly forever, if it is paused) instead of closing.
+                    end.transport.unregisterProducer()
                 end.transport.loseConnection()
 
     def _finish(self) -> None:

@@ -21,6 +21,13 @@ from servers import (
     upstream_python_path,
 )
 
+from fowld import compat
+
+# Tests touch only loopback: every fowld (spawned or in-process) offers its peer
+# only 127.0.0.1 for direct Dilation connections, never this machine's other addresses.
+os.environ["FOWL_DIRECT_ADDRESSES"] = "127.0.0.1"
+compat.advertise_direct_addresses(["127.0.0.1"])
+
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[ProcessGroup]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import struct
+import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -25,6 +27,24 @@ CONTROL = "fowl-commands"
 STREAM = "fowl"
 STEP_TIMEOUT = 10.0  # seconds for one step on loopback; generous for a loaded CI machine
 _LENGTH = struct.Struct("!H")
+
+
+async def sleep(seconds: float) -> None:
+    from twisted.internet import reactor
+
+    d: Deferred = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    await d
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = STEP_TIMEOUT) -> Any:
+    """Poll ``check`` until it returns something true, for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {timeout}s")
+        await sleep(0.02)
+    return result
 
 
 def frame(message: Any) -> bytes:
@@ -64,15 +84,14 @@ class RawChannel(Protocol):
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
-        self._notify()
         if not self.closed.called:
             self.closed.callback(None)
+        self._notify()
 
     def _notify(self) -> None:
         waiting, self._changed = self._changed, []
         for d in waiting:
-            if not d.called:  # a timeout may have fired it already
-                d.callback(None)
+            _fire(d)  # a timeout may have fired it already
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
@@ -91,7 +110,7 @@ class RawChannel(Protocol):
                 raise TimeoutError(f"{what} within {timeout}s (received {bytes(self.received[:200])!r})")
             d: Deferred = Deferred()
             self._changed.append(d)
-            timer = reactor.callLater(left, lambda: d.called or d.callback(None))
+            timer = reactor.callLater(left, _fire, d)
             await d
             if timer.active():
                 timer.cancel()
@@ -110,6 +129,11 @@ class RawChannel(Protocol):
 
     async def wait_closed(self, timeout: float = STEP_TIMEOUT) -> None:
         await self._wait(lambda: self.closed.called, "the channel did not close", timeout)
+
+
+def _fire(d: Deferred) -> None:
+    if not d.called:
+        d.callback(None)
 
 
 class _Collect(Factory):

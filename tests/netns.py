@@ -120,10 +120,14 @@ class Side:
         self.ip("addr", "add", f"{address}/24", "dev", "eth0")
         self.address = address
 
-    def reset_connections_to(self, address: str) -> int:
-        """Abort this side's TCP connections to ``address`` (the kernel sends RSTs); how many."""
-        listed = run(self.exec(["ss", "-Htn", "state", "established", "dst", address])).stdout
-        run(self.exec(["ss", "-K", "-t", "dst", address]))
+    def reset_connections(self, *destinations: str) -> int:
+        """Abort this side's TCP connections to any of ``destinations`` (``ADDR`` or ``ADDR:PORT``).
+
+        The kernel sends RSTs, as a stateful firewall or a NAT reboot would; returns how many.
+        """
+        selector = ["(", *" or ".join(f"dst {d}" for d in destinations).split(), ")"]
+        listed = run(self.exec(["ss", "-Htn", "state", "established", *selector])).stdout
+        run(self.exec(["ss", "-K", "-t", *selector]))
         return len([line for line in listed.splitlines() if line.strip()])
 
     def block(self, address: str) -> None:
@@ -284,20 +288,13 @@ class Peer:
         raise NetnsError(f"no VmRSS for {self.process.pid}")
 
 
-def fowld_argv(topology: Topology, ping_interval: float, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "fowld",
-        "--stdio",
-        "--mailbox",
-        topology.mailbox_url,
-        "--transit-relay",
-        topology.relay_hint,
-        "--ping-interval",
-        str(ping_interval),
-        *extra,
-    ]
+def fowld_argv(topology: Topology, ping_interval: float | None, *extra: str) -> list[str]:
+    """``fowld --stdio`` using the hub's servers; ``ping_interval`` None keeps the default."""
+    argv = [sys.executable, "-m", "fowld", "--stdio", "--mailbox", topology.mailbox_url]
+    argv += ["--transit-relay", topology.relay_hint, *extra]
+    if ping_interval is not None:
+        argv += ["--ping-interval", str(ping_interval)]
+    return argv
 
 
 def traffic_argv(*args: str | int | float) -> list[str]:

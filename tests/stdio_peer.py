@@ -190,6 +190,20 @@ def pair(first: StdioPeer, second: StdioPeer, timeout: float = STEP_TIMEOUT) -> 
     return code
 
 
+def wait_dilated(peer: StdioPeer, timeout: float = STEP_TIMEOUT) -> dict:
+    """Poll ``status`` (ours only) until the Dilation connection is up; the status line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        since = peer.mark()
+        peer.send("status")
+        status = peer.wait_kind("status", since=since)
+        if status["phase"] == "connected":
+            return status
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{peer.label}: not connected after {timeout}s: {status}")
+        time.sleep(0.05)
+
+
 # --- checked traffic ---------------------------------------------------------
 
 _HEADER = struct.Struct("!QQQ")  # bytes up, bytes down, seed of the bytes down
@@ -288,19 +302,35 @@ def open_socket(address: str | tuple[str, int], timeout: float = IO_TIMEOUT) -> 
     return socket.create_connection(address, timeout=timeout)
 
 
-def exchange(address: str | tuple[str, int], up: int, down: int, seed: int = 1) -> None:
+def exchange(
+    address: str | tuple[str, int],
+    up: int,
+    down: int,
+    seed: int = 1,
+    read_delay: float = 0.0,
+    timeout: float = IO_TIMEOUT,
+) -> None:
     """Send ``up`` random bytes to a HashServer through ``address`` and get ``down`` back.
 
-    Raises AssertionError unless both directions arrive complete and intact.
+    ``read_delay``: seconds to wait before reading, so the bytes down fill every buffer.
+    Raises AssertionError unless both directions arrive complete and intact, and
+    TimeoutError if any socket operation blocks longer than ``timeout``.
     """
     sent = os.urandom(up)
-    with open_socket(address) as sock:
+    with open_socket(address, timeout) as sock:
         sock.sendall(_HEADER.pack(up, down, seed) + sent)
+        time.sleep(read_delay)
         echoed = bytearray()
         _recv_exactly(sock, _DIGEST, echoed.extend)
         got = hashlib.sha256()
         received = _recv_exactly(sock, down, got.update)
-        trailing = sock.recv(1)
+        try:
+            trailing = sock.recv(1)
+        except TimeoutError:
+            raise AssertionError(
+                f"all {down} bytes down arrived, but the connection was still open {timeout}s "
+                "after the service closed its end"
+            ) from None
     assert bytes(echoed) == hashlib.sha256(sent).digest(), f"{up} bytes up arrived damaged or short"
     assert received == down, f"expected {down} bytes down, got {received}"
     assert got.digest() == hashlib.sha256(payload(down, seed)).digest(), "bytes down arrived damaged"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pytest
 from netns import (
     HUB_ADDRESS,
     MAILBOX_PORT,
+    PROGRESS_STEP,
     RELAY_PORT,
     JsonLines,
     NetnsError,
@@ -100,7 +102,9 @@ class Pair:
         return self.alice, self.bob
 
 
-def start_peer(processes: ProcessGroup, topology: Topology, side: Side, name: str, ping: float) -> Peer:
+def start_peer(
+    processes: ProcessGroup, topology: Topology, side: Side, name: str, ping: float | None
+) -> Peer:
     process = processes.spawn(
         side.exec(fowld_argv(topology, ping)),
         stdin=subprocess.PIPE,
@@ -111,7 +115,7 @@ def start_peer(processes: ProcessGroup, topology: Topology, side: Side, name: st
     return Peer(name, side, process)
 
 
-def connect_pair(processes: ProcessGroup, topology: Topology, ping: float = PING) -> Pair:
+def connect_pair(processes: ProcessGroup, topology: Topology, ping: float | None = PING) -> Pair:
     pair = Pair(
         start_peer(processes, topology, topology.alice, "alice", ping),
         start_peer(processes, topology, topology.bob, "bob", ping),
@@ -147,9 +151,10 @@ class Transfer:
         return received["received"]
 
     def resumed_after(self, moment: float, timeout: float) -> float:
-        """Seconds from ``moment`` until the sink next reported progress."""
-        after = len(self.sink)
-        arrived = self.sink.wait_for(lambda m: "received" in m or m.get("done"), timeout, after)[1]
+        """Seconds from ``moment`` until bytes the source sent after it reached the sink."""
+        sent = [m["sent"] for _, m in self.source.since() if "sent" in m]
+        beyond = (sent[-1] if sent else 0) + PROGRESS_STEP
+        arrived = self.sink.wait_for(lambda m: m.get("received", 0) >= beyond, timeout)[1]
         return max(arrived - moment, 0.0)
 
 
@@ -208,7 +213,7 @@ def cut_link_once(processes: ProcessGroup, topology: Topology, pair: Pair, secon
     link_up = time.monotonic()
     resumed = transfer.resumed_after(link_up, RECOVERY_LIMIT)
     assert transfer.finish(TOTAL / RATE + RECOVERY_LIMIT) == TOTAL
-    figures: dict = {"resumed_s": round(resumed, 1)}
+    figures: dict = {"resumed_s": round(resumed, 2)}
     for peer in pair.peers:
         _, back, new = wait_reconnected(peer, marks[peer.name], before[peer.name], STEP)
         figures[f"{peer.name}_connected_after_up_s"] = round(back - link_up, 1)
@@ -263,7 +268,7 @@ def test_address_change_on_each_side(topology: Topology, hub: Hub, processes: Pr
         peer.side.move_to(new_address)
         moved = time.monotonic()
         resumed = transfer.resumed_after(moved, RECOVERY_LIMIT)
-        figures: dict = {"resumed_s": round(resumed, 1)}
+        figures: dict = {"resumed_s": round(resumed, 2)}
         for p in pair.peers:
             _, back, new = wait_reconnected(p, marks[p.name], before[p.name], RECOVERY_LIMIT)
             figures[f"{p.name}_connected_s"] = round(back - moved, 1)
@@ -284,10 +289,12 @@ def test_connection_reset(topology: Topology, hub: Hub, processes: ProcessGroup)
         transfer.wait_received(received, STEP)
         before = {p.name: generation(p) for p in pair.peers}
         marks = {p.name: len(p.lines) for p in pair.peers}
-        assert peer.side.reset_connections_to(other.side.address) >= 1, [p.statuses()[-3:] for p in pair.peers]
+        # the peer connection, direct or through the relay
+        relay = f"{HUB_ADDRESS}:{RELAY_PORT}"
+        assert peer.side.reset_connections(other.side.address, relay) >= 1
         reset = time.monotonic()
         resumed = transfer.resumed_after(reset, RECOVERY_LIMIT)
-        figures: dict = {"resumed_s": round(resumed, 1)}
+        figures: dict = {"resumed_s": round(resumed, 2)}
         for p in pair.peers:
             _, back, new = wait_reconnected(p, marks[p.name], before[p.name], RECOVERY_LIMIT)
             figures[f"{p.name}_generation"] = f"{before[p.name]}->{new}"
@@ -315,17 +322,25 @@ def test_mailbox_restart_keeps_sessions(topology: Topology, hub: Hub, processes:
     pair = connect_pair(processes, topology)
     transfer = start_transfer(processes, topology)
     transfer.wait_received(20 * MB, STEP)
+    marks = {peer.name: len(peer.lines) for peer in pair.peers}
     processes.stop(hub.mailbox)
     for peer in pair.peers:
         peer.lines.wait_for(lambda m: m.get("kind") == "status" and m["mailbox"] != "connected", STEP)
     start_mailbox(processes, hub.side)
+    restarted = time.monotonic()
     assert transfer.finish(TOTAL / RATE + STEP) == TOTAL
     # a new stream after the restart still goes through
     second = start_transfer(processes, topology, total=5 * MB)
     assert second.finish(STEP) == 5 * MB
+    figures = {}
     for peer in pair.peers:
+        _, back, _ = peer.wait("status", STEP, marks[peer.name], mailbox="connected")
+        figures[f"{peer.name}_mailbox_back_s"] = round(back - restarted, 1)
         status = peer.statuses()[-1][1]
         assert status["phase"] == "connected", status
+        errors = [m for _, m in peer.lines.since(marks[peer.name]) if m.get("kind") == "error"]
+        assert not errors, errors
+    report("mailbox restarted", **figures)
 
 
 @pytest.mark.timeout(120)
@@ -343,3 +358,19 @@ def test_killed_peer_is_reported_lost(topology: Topology, hub: Hub, processes: P
     assert pair.alice.process.wait(STEP) == 0
     report("bob killed", lost_after_s=round(lost_at - killed, 1), closed_after_s=round(closed_at - killed, 1))
     assert lost_at - killed < 10 * ping + 10
+
+
+@pytest.mark.timeout(60)
+def test_vanished_address_is_noticed(topology: Topology) -> None:
+    """The check fowld.liveness relies on, run where the address really goes away."""
+    alice = topology.alice
+    probe = "from fowld.liveness import address_is_local as l; import sys; print(*map(l, sys.argv[1:]))"
+
+    def local(*addresses: str) -> list[str]:
+        argv = alice.exec([sys.executable, "-c", probe, *addresses])
+        return subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT).stdout.split()
+
+    old = alice.address
+    assert local(old, "127.0.0.1", "10.231.0.12") == ["True", "True", "False"]
+    alice.move_to("10.231.0.12")
+    assert local(old, "127.0.0.1", "10.231.0.12") == ["False", "True", "True"]

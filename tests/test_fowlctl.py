@@ -6,13 +6,20 @@ import io
 import json
 import os
 import re
+import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import REPO_ROOT
+from servers import REPO_ROOT, ProcessGroup, dbus_daemon, read_line, start_dbus_bus
 
 from fowlctl import cli
 from fowlctl.bus import session_bus_address
@@ -259,7 +266,7 @@ def test_sessions_table_and_details() -> None:
     details = session_details(connected, now=1_700_000_042.0)
     assert details.startswith("web-4 (profile web)\n")
     assert "Verifier:    abab abab" in details
-    assert "connected via direct, tcp:127.0.0.1:4242 (generation 1)" in details
+    assert "connected via direct (tcp:127.0.0.1:4242), generation 1" in details
     assert "offers web -> tcp:127.0.0.1:8000  [ready]" in details
     assert "wants  ssh <- tcp:0:interface=127.0.0.1 (port 40022)  [listening]" in details
     assert "(42 s ago)" in details
@@ -456,3 +463,270 @@ def test_fowld_not_running_exits_3(dbus_bus) -> None:
     result = _fowlctl("--bus", dbus_bus.address, "profiles", "--json", env=_clean_env())
     assert result.returncode == ExitCode.UNAVAILABLE
     assert json.loads(result.stdout)["error"]["name"] == "org.fowl.fowlctl.Error.NotRunning"
+
+
+# --- Against real fowld daemons -----------------------------------------------------------------
+#
+# Two fowlds, "alice" and "bob", each on a private bus with its own profiles, meet on the
+# run's mailbox and transit relay. They are shared by the tests below; every test closes
+# the sessions it starts.
+
+READY_TIMEOUT = 20.0  # seconds for a fowld to own its bus name
+STEP_TIMEOUT = 30.0  # seconds for one step between the two daemons
+
+
+@dataclass
+class Side:
+    name: str
+    env: dict
+    profiles: Path
+    daemon: subprocess.Popen
+
+    def ctl(self, *args: str, timeout: float = STEP_TIMEOUT) -> subprocess.CompletedProcess:
+        return _fowlctl(*args, env=self.env, timeout=timeout)
+
+    def ctl_json(self, *args: str) -> dict:
+        result = self.ctl(*args, "--json")
+        assert result.returncode == 0, f"fowlctl {args} -> {result.returncode}: {result.stderr}"
+        return json.loads(result.stdout)
+
+    def spawn_ctl(self, group: ProcessGroup, *args: str) -> subprocess.Popen:
+        return group.spawn(
+            [*FOWLCTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, name="fowlctl"
+        )
+
+    def sessions(self) -> list[dict]:
+        return self.ctl_json("list")["sessions"]
+
+    def write_profile(self, name: str, text: str) -> Path:
+        path = self.profiles / f"{name}.yaml"
+        path.write_text(text)
+        path.chmod(0o600)
+        return path
+
+
+def _wait_until(check, timeout: float = STEP_TIMEOUT, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.1)
+
+
+def _start_side(group: ProcessGroup, name: str, base: Path, profile_text: str, profile: str) -> Side:
+    if dbus_daemon() is None:
+        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+    profiles = base / "config" / "fowl" / "profiles"
+    profiles.mkdir(parents=True)
+    bus = start_dbus_bus(group, base)
+    env = _clean_env(DBUS_SESSION_BUS_ADDRESS=bus.address, XDG_CONFIG_HOME=str(base / "config"))
+    # Relay only: the two fowlds then never leave loopback for a direct path.
+    daemon = group.spawn([sys.executable, "-m", "fowld", "--relay-only"], env=env, name=f"fowld-{name}")
+    side = Side(name, env, profiles, daemon)
+    side.write_profile(profile, profile_text)
+
+    def ready() -> bool:
+        if daemon.poll() is not None:
+            raise AssertionError(f"fowld {name} exited: {group.describe(daemon)}")
+        return side.ctl("profiles", timeout=READY_TIMEOUT).returncode == 0
+
+    _wait_until(ready, READY_TIMEOUT, f"fowld {name} on its bus")
+    return side
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+
+
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[int]:
+    """A TCP echo server on loopback (the service alice offers); yields its port."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, mailbox, transit_relay, echo_server) -> Iterator[tuple[Side, Side]]:
+    group = ProcessGroup(tmp_path_factory.mktemp("fowlctl-daemons"))
+    common = f"mailbox: {mailbox.url}\ntransit-relay: {transit_relay.hint}\nrestart: never\n"
+    alice_profile = f"{common}services:\n  - name: echo\n    connect: tcp:127.0.0.1:{echo_server}\n"
+    bob_profile = f"{common}clients:\n  - name: echo\n    listen: tcp:0:interface=127.0.0.1\n"
+    # Short directories: a UNIX socket path must stay under about 100 bytes.
+    with tempfile.TemporaryDirectory(prefix="fowlctl-") as directory:
+        try:
+            alice = _start_side(group, "alice", Path(directory, "a"), alice_profile, "share")
+            bob = _start_side(group, "bob", Path(directory, "b"), bob_profile, "join")
+            yield alice, bob
+        finally:
+            group.stop_all()
+
+
+def _json_line(process: subprocess.Popen, timeout: float = STEP_TIMEOUT) -> dict:
+    return json.loads(read_line(process.stdout, timeout))
+
+
+def _close_all(*sides: Side) -> None:
+    for side in sides:
+        for s in side.sessions():
+            side.ctl("close", s["id"])
+        _wait_until(lambda side=side: not side.sessions(), what=f"{side.name} without sessions")
+
+
+def test_invite_accept_forward_list_status_ping_close(pair, processes, echo_server) -> None:
+    alice, bob = pair
+    watch = alice.spawn_ctl(processes, "watch", "--json")
+    assert b"Watching" in read_line(watch.stderr, STEP_TIMEOUT)  # subscribed: nothing is missed from here
+
+    invite = alice.spawn_ctl(processes, "invite", "share", "--json", "--timeout", str(STEP_TIMEOUT))
+    first = _json_line(invite)
+    assert first["event"] == "code" and re.fullmatch(r"\d+-\w+-\w+", first["code"])
+    session_id = first["session"]
+    assert session_id.startswith("share-")
+
+    accepted = bob.ctl("accept", "join", first["code"], "--json")
+    assert accepted.returncode == 0, accepted.stderr
+    joining, bob_connected = (json.loads(line) for line in accepted.stdout.splitlines())
+    assert joining["event"] == "joining"
+    assert bob_connected["event"] == "connected"
+    assert invite.wait(STEP_TIMEOUT) == 0
+    alice_connected = _json_line(invite)
+    assert alice_connected["event"] == "connected"
+    a, b = alice_connected["session"], bob_connected["session"]
+    assert a["id"] == session_id and a["state"] == b["state"] == "connected"
+    assert re.fullmatch(r"[0-9a-f]{64}", a["verifier"]) and a["verifier"] == b["verifier"]
+    (service,) = a["services"]
+    assert (service["name"], service["state"], service["reason"]) == ("echo", "ready", "")
+    assert service["connect"].endswith(str(echo_server))
+    (client,) = b["clients"]
+    assert client["state"] == "listening" and client["port"] > 0
+
+    # Real bytes through the tunnel, then the counters that show them.
+    payload = os.urandom(5000)
+    with socket.create_connection(("127.0.0.1", client["port"]), timeout=STEP_TIMEOUT) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            assert chunk, "the tunnel closed early"
+            got += chunk
+    assert got == payload
+
+    def counted() -> dict | None:
+        (s,) = bob.sessions()
+        done = s["bytes_in"] == s["bytes_out"] == len(payload) and s["open_connections"] == 0
+        return s if done and s["total_connections"] == 1 else None
+
+    bob_session = _wait_until(counted, what="bob's byte counters")
+
+    # Human output: list and status, addressed by number and by prefix.
+    listed = bob.ctl("list")
+    assert listed.returncode == 0
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(bob_session["id"]))
+    assert row.split()[1:5] == ["join", "connected", bob_session["path"], "0/1"]
+    number = bob_session["id"].rsplit("-", 1)[1]
+    status = bob.ctl("status", number)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"{bob_session['id']} (profile join)\n")
+    assert "Bytes:       4.9 KiB in, 4.9 KiB out" in status.stdout
+    assert bob.ctl_json("status", "jo")["id"] == bob_session["id"]
+    assert len(alice.ctl_json("status")["sessions"]) == 1
+
+    pong = alice.ctl_json("ping", session_id)
+    assert pong["session"] == session_id and 0 < pong["seconds"] < STEP_TIMEOUT
+
+    closed = bob.ctl("close", number)
+    assert (closed.returncode, closed.stdout) == (0, f"Closed session {bob_session['id']}.\n")
+    _wait_until(lambda: not bob.sessions(), what="bob's session removed")
+    _close_all(alice)
+
+    watch.send_signal(signal.SIGINT)
+    assert watch.wait(STEP_TIMEOUT) == 0
+    events = [json.loads(line) for line in watch.stdout.read().decode().splitlines()]
+    mine = [(e["event"], e.get("state")) for e in events if e["session"] == session_id]
+    assert mine[0] == ("session-added", None) and mine[-1] == ("session-removed", None)
+    assert ("state-changed", "connected") in mine
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["time"]) for e in events)
+
+
+def test_named_errors_from_fowld(pair) -> None:
+    alice, _ = pair
+    result = alice.ctl("invite", "no-such-profile", "--json")
+    assert result.returncode == ExitCode.FAILED
+    error = json.loads(result.stdout)["error"]
+    assert error["name"] == "org.fowl.Fowld1.Error.ProfileNotFound"
+    assert result.stderr == f"fowlctl: {error['message']}\n" and "no-such-profile" in error["message"]
+    result = alice.ctl("start", "share")  # no fixed code in the profile
+    assert result.returncode == ExitCode.FAILED
+    assert result.stderr.startswith("fowlctl: ") and "org.fowl" not in result.stderr
+    result = alice.ctl("close", "999")
+    assert result.returncode == ExitCode.FAILED
+    assert result.stderr.startswith("fowlctl: no session matches '999'")
+
+
+def test_invite_times_out_and_closes_its_session(pair) -> None:
+    alice, _ = pair
+    result = alice.ctl("invite", "share", "--timeout", "1")
+    assert result.returncode == ExitCode.TIMEOUT
+    assert re.search(r"fowlctl: no peer connected within 1 s; closed session share-\d+\n$", result.stderr)
+    _wait_until(lambda: not alice.sessions(), what="the timed-out session removed")
+
+
+def test_no_wait_and_interrupted_wait_leave_the_session_running(pair, processes) -> None:
+    alice, _ = pair
+    started = alice.ctl_json("invite", "share", "--no-wait")
+    assert started["event"] == "code"
+    waiting = alice.spawn_ctl(processes, "invite", "share")
+    assert b"Waiting for the peer" in read_line(waiting.stderr, STEP_TIMEOUT)
+    waiting.send_signal(signal.SIGINT)
+    assert waiting.wait(STEP_TIMEOUT) == ExitCode.INTERRUPTED
+    assert b"keeps running in fowld" in waiting.stderr.read()
+    states = {s["id"]: (s["state"], s["code"]) for s in alice.sessions()}
+    assert states[started["session"]] == ("waiting", started["code"])
+    assert len(states) == 2
+    _close_all(alice)
+
+
+def test_profiles_and_reload(pair) -> None:
+    alice, _ = pair
+    listed = alice.ctl_json("profiles")
+    assert [p["name"] for p in listed["profiles"]] == ["share"] and listed["errors"] == []
+    extra = alice.write_profile("extra", "clients:\n  - name: web\n")
+    broken = alice.write_profile("broken", "clients:\n  - nam: web\n")
+    try:
+        reloaded = alice.ctl_json("reload")
+        assert (reloaded["added"], reloaded["changed"], reloaded["removed"]) == (["extra"], [], [])
+        assert [e["file"] for e in reloaded["errors"]] == [str(broken)]
+        assert reloaded["errors"][0]["message"].startswith(f"{broken}:2: ")
+        human = alice.ctl("profiles")
+        assert "extra" in human.stdout and f"{broken}:2: " in human.stdout
+    finally:
+        extra.unlink()
+        broken.unlink()
+        alice.ctl("reload")
+    assert [p["name"] for p in alice.ctl_json("profiles")["profiles"]] == ["share"]
+
+
+def test_demo_runs_to_success() -> None:
+    if dbus_daemon() is None:
+        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+    result = subprocess.run(
+        [sys.executable, "-m", "fowld.demo"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "identical to the page alice serves" in result.stdout
+    assert re.search(r"Done in \d+\.\d s", result.stdout)

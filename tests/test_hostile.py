@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,11 +22,11 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from hostile_peer import CONTROL, STREAM, HostilePeer, RawChannel, frame, raw_frame
+from hostile_peer import CONTROL, STREAM, HostilePeer, RawChannel, frame, raw_frame, sleep, until
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from fowld import events
 from fowld.limits import Limits
@@ -37,7 +40,7 @@ LIMITS = Limits(
     max_pending_requests=4,
     pending_request_timeout=1.0,
     stream_open_timeout=1.0,
-    early_data_limit=64 * 1024,
+    early_data_limit=16 * 1024,
 )
 
 
@@ -45,22 +48,6 @@ def _reactor():
     from twisted.internet import reactor
 
     return reactor
-
-
-async def _sleep(seconds: float) -> None:
-    d: Deferred = Deferred()
-    _reactor().callLater(seconds, d.callback, None)
-    await d
-
-
-async def _until(check: Callable[[], Any], what: str, timeout: float = STEP) -> Any:
-    """Poll ``check`` until it returns something true; bounded by ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout}s")
-        await _sleep(0.02)
-    return result
 
 
 class Echo(Protocol):
@@ -107,8 +94,7 @@ def _error_observer(sink: list) -> Callable[[dict], None]:
         level = event.get("log_level")
         if "log_failure" in event or level in (LogLevel.error, LogLevel.critical):
             failure = event.get("log_failure")
-            text = failure.getTraceback() if failure is not None else str(event.get("log_format"))
-            sink.append(text)
+            sink.append(failure.getTraceback() if failure is not None else formatEvent(event))
 
     return observe
 
@@ -130,7 +116,7 @@ async def scene(mailbox):
     peer = None
     try:
         session.allocate_code()
-        code = await _until(lambda: session.status.code, "no code allocated")
+        code = await until(lambda: session.status.code, "no code allocated")
         peer = await HostilePeer.join(reactor, mailbox.url, code)
         request = await peer.incoming_control()
         assert await request.next_frame() == {
@@ -138,7 +124,7 @@ async def scene(mailbox):
             "unique-name": "echo",
             "listen-port": None,
         }
-        await _until(lambda: session.status.phase.value == "connected", "session not connected")
+        await until(lambda: session.status.phase.value == "connected", "session not connected")
         yield Scene(session, peer, echo.getHost().port, request, seen, logged)
     finally:
         if peer is not None:
@@ -154,7 +140,7 @@ async def scene(mailbox):
 @pytest_twisted.ensureDeferred
 async def test_declared_service_echoes_for_the_peer(scene):
     await scene.echo_round_trip()
-    closed = await _until(lambda: scene.of_type(events.StreamClosed), "no stream closed event")
+    closed = await until(lambda: scene.of_type(events.StreamClosed), "no stream closed event")
     assert closed[0].name == "echo" and closed[0].total_out_of_tunnel == 1 << 20
     scene.assert_quiet()
 
@@ -237,9 +223,23 @@ async def test_silent_stream_is_dropped_after_the_open_timeout(scene):
 
 
 @pytest_twisted.ensureDeferred
-async def test_early_data_within_the_limit_reaches_the_service(scene):
+async def test_early_data_in_its_own_record_reaches_the_service(scene):
     channel = await scene.peer.open(STREAM)
+    channel.send(frame({"unique-name": "echo"}))
     early = os.urandom(LIMITS.early_data_limit // 2)
+    channel.send(early)  # before our reply: kept, then delivered
+    assert await channel.next_frame() == {"connected": True}
+    assert await channel.read_exactly(len(early)) == early
+    channel.close()
+    await channel.wait_closed()
+    scene.assert_quiet()
+
+
+@pytest_twisted.ensureDeferred
+async def test_early_data_in_the_opening_record_is_data_not_frames(scene):
+    """Bytes after the opening message are the user's, even when they look like a frame."""
+    channel = await scene.peer.open(STREAM)
+    early = raw_frame(b"\x80") + bytes(range(256)) * 16  # starts like an empty-map frame
     channel.send(frame({"unique-name": "echo"}) + early)  # one record: header and data together
     assert await channel.next_frame() == {"connected": True}
     assert await channel.read_exactly(len(early)) == early
@@ -252,7 +252,10 @@ async def test_early_data_within_the_limit_reaches_the_service(scene):
 async def test_early_data_beyond_the_limit_in_one_record_is_refused(scene):
     """The limit must hold however the peer packs its records."""
     channel = await scene.peer.open(STREAM)
-    channel.send(frame({"unique-name": "echo"}) + os.urandom(4 * LIMITS.early_data_limit))
+    # The first two bytes declare a frame longer than what follows, so no reader mistakes the
+    # data for a second message: only the limit can refuse it.
+    early = b"\xff\xff" + bytes(4 * LIMITS.early_data_limit - 2)
+    channel.send(frame({"unique-name": "echo"}) + early)
     reply = await channel.next_frame()
     assert reply["connected"] is False and "too much data" in reply["reason"], reply
     await channel.wait_closed()
@@ -268,7 +271,7 @@ async def test_huge_data_after_a_refused_opening_is_ignored(scene):
     reply = await channel.next_frame()
     assert reply["connected"] is False and "nope" in reply["reason"]
     await channel.wait_closed()
-    assert len(scene.session.forwarder.streams) == 0
+    await until(lambda: len(scene.session.forwarder.streams) == 0, "refused stream still counted")
     await scene.echo_round_trip()
     scene.assert_quiet()
 
@@ -291,7 +294,7 @@ async def test_flood_of_stream_opens_beyond_the_limit(scene):
     assert len(scene.session.forwarder.streams) == LIMITS.max_streams
     for channel in channels:
         channel.close()
-    await _until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
+    await until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
     await scene.echo_round_trip()
     scene.assert_quiet()
 
@@ -309,7 +312,7 @@ async def test_opens_held_back_before_their_opening_messages_respect_the_limit(s
     assert len(scene.session.forwarder.streams) <= LIMITS.max_streams
     for channel in channels:
         channel.close()
-    await _until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
+    await until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
     scene.assert_quiet()
 
 
@@ -363,7 +366,7 @@ async def test_listener_for_the_wanted_name_binds_loopback_once(scene):
     again = await channel.next_frame()
     assert again["listening"] is False and "already listening" in again["reason"]
     channel.close()
-    stopped = await _until(lambda: scene.of_type(events.ClientStopped), "listener not stopped")
+    stopped = await until(lambda: scene.of_type(events.ClientStopped), "listener not stopped")
     assert stopped[0].name == "wanted"
     scene.assert_quiet()
 
@@ -401,7 +404,7 @@ async def test_malformed_control_message_closes_that_channel(scene, data, reason
 async def test_unsolicited_listener_response_is_ignored(scene):
     channel = await scene.peer.open(CONTROL)
     channel.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-    (refusal,) = await _until(lambda: scene.refused("message"), "no refusal")
+    (refusal,) = await until(lambda: scene.refused("message"), "no refusal")
     assert refusal.name == "echo" and "unexpected" in refusal.reason
     channel.send(_request("wanted"))  # the channel is still usable
     assert (await channel.next_frame())["listening"] is True
@@ -424,11 +427,11 @@ async def test_garbage_answer_to_our_service_request_fails_that_service_only(sce
 async def test_flood_of_control_channels_beyond_the_limit(scene):
     flood = 4 * LIMITS.max_control_channels
     channels = [await scene.peer.open(CONTROL) for _ in range(flood)]
-    await _until(
+    await until(
         lambda: sum(c.closed.called for c in channels) >= flood - LIMITS.max_control_channels,
         "excess control channels not closed",
     )
-    await _sleep(0.2)  # would any more be closed?
+    await sleep(0.2)  # would any more be closed?
     assert sum(c.closed.called for c in channels) == flood - LIMITS.max_control_channels
     refusals = scene.refused("listener")
     assert len(refusals) == flood - LIMITS.max_control_channels
@@ -446,7 +449,7 @@ async def test_flood_of_control_channels_beyond_the_limit(scene):
 @pytest_twisted.ensureDeferred
 async def test_unknown_mailbox_message_is_refused_and_ignored(scene, payload):
     scene.peer.send_mailbox_message(payload)
-    (refusal,) = await _until(lambda: scene.refused("message"), "no refusal")
+    (refusal,) = await until(lambda: scene.refused("message"), "no refusal")
     assert "unknown mailbox message" in refusal.reason
     await scene.echo_round_trip()
     scene.assert_quiet()
@@ -492,6 +495,95 @@ async def test_bad_stream_reply_from_the_peer_closes_the_local_connection(scene,
     stream.send(reply)
     await local.lost.addTimeout(STEP, _reactor())
     assert bytes(local.data) == b""
-    closed = await _until(lambda: scene.of_type(events.StreamClosed), "stream not closed")
+    closed = await until(lambda: scene.of_type(events.StreamClosed), "stream not closed")
     assert closed[0].name == "wanted" and reason in (closed[0].reason or "")
     scene.assert_quiet()
+
+
+# --- a real fowld process under a flood -------------------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _lines(processes, process) -> list[dict]:
+    out, _ = processes.output(process)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+async def _flood(peer: HostilePeer, count: int) -> tuple[int, set[str]]:
+    """Open ``count`` streams to ``echo`` at once, then close them; (accepted, refusal reasons)."""
+    channels = []
+    for _ in range(count):
+        channel = await peer.open(STREAM)
+        channel.send(frame({"unique-name": "echo"}))
+        channels.append(channel)
+    replies = [await channel.next_frame() for channel in channels]
+    for channel in channels:
+        channel.close()
+    for channel in channels:
+        await channel.wait_closed()
+    return sum(r["connected"] for r in replies), {r["reason"] for r in replies if not r["connected"]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, processes):
+    reactor = _reactor()
+    echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
+    fowld = processes.spawn(
+        [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox.url, "--transit-relay", "none"],
+        stdin=subprocess.PIPE,
+        name="fowld",
+    )
+    peer = None
+    try:
+        for command in (
+            {"kind": "remote", "name": "echo", "connect": f"tcp:{LOOPBACK}:{echo.getHost().port}"},
+            {"kind": "local", "name": "wanted"},
+            {"kind": "allocate-code"},
+        ):
+            fowld.stdin.write(json.dumps(command).encode() + b"\n")
+        fowld.stdin.flush()
+        (allocated,) = await until(
+            lambda: [m for m in _lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
+        )
+        peer = await HostilePeer.join(reactor, mailbox.url, allocated["code"])
+        request = await peer.incoming_control()
+        assert (await request.next_frame())["unique-name"] == "echo"
+        request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
+        scene = Scene(None, peer, echo.getHost().port, request)
+        await scene.echo_round_trip()  # warm up before the first measurement
+        before = _rss_kib(fowld.pid)
+        limit = Limits().max_streams
+        rss = []
+        for _ in range(3):
+            accepted, reasons = await _flood(peer, 1000)
+            assert accepted == limit
+            assert reasons == {f"too many streams (limit {limit})"}
+            await sleep(0.5)  # let the process finish its closing work
+            rss.append(_rss_kib(fowld.pid))
+        await scene.echo_round_trip(4 << 20)
+        assert fowld.poll() is None, processes.describe(fowld)
+        # One flood may grow the heap once; later floods must reuse it, not add to it.
+        assert rss[-1] - rss[0] < 8 * 1024, f"RSS {before} KiB before, then {rss} KiB"
+        assert max(rss) - before < 64 * 1024, f"RSS {before} KiB before, then {rss} KiB"
+        await peer.close()
+        peer = None
+        assert await until(lambda: fowld.poll() is not None, "fowld did not exit", STEP) is not None
+        assert fowld.returncode == 0, processes.describe(fowld)
+        lines = _lines(processes, fowld)
+        assert lines[-1]["kind"] == "closed"
+        refused = [m for m in lines if m["kind"] == "error" and m.get("refused") == "stream"]
+        assert len(refused) == 3 * (1000 - limit)
+        _, stderr = processes.output(fowld)
+        assert "Traceback" not in stderr and "Unhandled" not in stderr, stderr
+        print(f"fowld RSS: {before} KiB after warm-up, {rss} KiB after each flood of 1000")
+    finally:
+        if peer is not None:
+            await peer.close()
+        await echo.stopListening()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,9 +23,11 @@ from servers import START_TIMEOUT, ProcessGroup, dbus_daemon, read_line, venv_sc
 from twisted.internet import defer, reactor
 from txdbus import client, error
 
-SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "systemd"
+REPO = Path(__file__).resolve().parent.parent
+SYSTEMD_DIR = REPO / "systemd"
 UNIT = SYSTEMD_DIR / "fowld.service"
 ACTIVATION = SYSTEMD_DIR / "org.fowl.Fowld1.service"
+GUIDE = REPO / "docs" / "systemd.md"
 
 
 def read_ini(path: Path) -> configparser.ConfigParser:
@@ -103,6 +106,23 @@ def test_verification_catches_mistakes(systemd_analyze, user_home, tmp_path):
     assert "fowld" in missing.stderr
 
 
+def test_documented_sandbox_drop_in_verifies(systemd_analyze, user_home):
+    blocks = re.findall(r"```ini\n(.*?)```", GUIDE.read_text(), re.DOTALL)
+    (sandbox,) = [block for block in blocks if "ProtectSystem=" in block]
+    drop_ins = Path(user_home["XDG_CONFIG_HOME"]) / "systemd" / "user" / "fowld.service.d"
+    drop_ins.mkdir(parents=True)
+    drop_in = drop_ins / "sandbox.conf"
+    drop_in.write_text(sandbox)
+
+    result = verify(systemd_analyze, UNIT, user_home)
+    assert result.stderr == ""
+    assert result.returncode == 0
+
+    # The same check notices a mistake in the drop-in, so the drop-in was read.
+    drop_in.write_text(sandbox + "ProtectSystm=strict\n")
+    assert "ProtectSystm" in verify(systemd_analyze, UNIT, user_home).stderr
+
+
 def test_unit_matches_what_the_daemon_does():
     unit = read_ini(UNIT)
     service = unit["Service"]
@@ -135,8 +155,10 @@ def test_activation_file_names_the_unit():
 # the same to any process through prctl(PR_SET_MDWE).
 WX_PROBE = """
 import ctypes, sys
-if sys.argv[1] == "wx-denied" and ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0:
-    sys.exit(77)
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+if sys.argv[1] == "wx-denied":
+    if ctypes.CDLL(None).prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+        sys.exit(77)
 from OpenSSL import SSL
 SSL.Context(SSL.TLS_METHOD).set_verify(SSL.VERIFY_PEER, lambda *args: True)
 """
@@ -155,8 +177,7 @@ def test_tls_verification_needs_writable_executable_memory():
     if denied.returncode == 77:
         pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 or later has it)")
     assert "write+execute memory" in denied.stderr, (
-        "pyOpenSSL callbacks no longer need W+X memory: "
-        "consider MemoryDenyWriteExecute=yes in the unit"
+        "TLS works under W^X now: consider MemoryDenyWriteExecute=yes in the unit"
     )
 
 
@@ -168,6 +189,7 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
   <servicedir>{services}</servicedir>
   <policy context="default">
     <allow send_destination="*"/>
+    <allow receive_sender="*"/>
     <allow own="*"/>
   </policy>
 </busconfig>
@@ -211,7 +233,7 @@ def connect(activation_bus):
 
     @defer.inlineCallbacks
     def open_connection(address: str):
-        connection = yield client.connect(reactor, address)
+        connection = yield client.connect(reactor, address).addTimeout(10, reactor)
         opened.append(connection)
         return connection
 

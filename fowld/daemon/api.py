@@ -84,7 +84,9 @@ class Interface:
             lines += [_arg_xml(a, None, indent + "    ") for a in s.args]
             lines.append(f"{indent}  </signal>")
         for p in self.properties:
-            lines.append(f'{indent}  <property name={quoteattr(p.name)} type={quoteattr(p.type)} access="read">')
+            lines.append(
+                f'{indent}  <property name={quoteattr(p.name)} type={quoteattr(p.type)} access="read">'
+            )
             lines.append(
                 f'{indent}    <annotation name="org.freedesktop.DBus.Property.EmitsChangedSignal"'
                 f" value={quoteattr(p.emits)}/>"

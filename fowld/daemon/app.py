@@ -15,11 +15,13 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fowld.daemon.bus import BusError, BusService, ManagerObject
+from fowld.daemon.bus import BusError, BusService
 from fowld.daemon.manager import Manager
+from fowld.daemon.manager_object import ManagerObject
 from fowld.daemon.store import ProfileStore
 from fowld.daemon.supervisor import SessionOptions, SupervisedSession
 from fowld.notify import Notifier, NotifyService
@@ -104,8 +106,10 @@ class Daemon(MultiService):
         """Stop with a non-zero exit status, saying why on stderr."""
         print(f"fowld: {message}", file=sys.stderr, flush=True)
         self.exit_code = 1
-        if self._reactor.running:
+        try:
             self._reactor.stop()
+        except ReactorNotRunning:
+            pass  # already stopping
 
     def reload(self) -> ProfileChanges:
         """Read the profiles again (SIGHUP and the Reload method)."""

@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from twisted.application.service import MultiService
-from twisted.internet import error as internet_error
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -76,7 +75,7 @@ class Manager(MultiService):
         def no_code(failure: Failure) -> None:
             state = session.status.mailbox.value
             session.close(timeout=0, reason="no code was allocated")
-            if failure.check(internet_error.TimeoutError):
+            if failure.check(TimeoutError):
                 raise Failed(
                     f"the mailbox {profile.mailbox} allocated no code within {self._code_timeout:g} s"
                     f" (mailbox connection: {state})"

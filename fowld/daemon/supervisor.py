@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from fowld import events
+from fowld.daemon.peerwatch import PeerWatch
 from fowld.endpoints import Address
 from fowld.forwarder import ForwardingError
 from fowld.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
@@ -101,7 +102,7 @@ class SupervisedSession(Service):
         self._closing = False
         self._ending_reason: str | None = None  # why we end the current engine session ourselves
         self._restart_call: IDelayedCall | None = None
-        self._lost_timer: IDelayedCall | None = None
+        self._peer_watch: PeerWatch | None = None
         self._finished: Deferred = Deferred()
         self.result: str | None = None
 
@@ -170,6 +171,7 @@ class SupervisedSession(Service):
         )
         session = Session(config, self._reactor)
         self.session = session
+        self._peer_watch = self._watch_peer(session)
         session.subscribe(lambda event: self._engine_event(session, event))
         try:
             for spec in self._services.values():
@@ -186,6 +188,7 @@ class SupervisedSession(Service):
             log.failure("session {id}: cannot start", id=self.id)
             self.session = None  # its events no longer concern us
             self._closing = True
+            self._stop_watching()
             session.close(timeout=0)
             self._publish(dataclasses.replace(self.status, phase=Phase.FAILED, reason=f"cannot start: {e}"))
             self._finish("failed")
@@ -195,7 +198,7 @@ class SupervisedSession(Service):
     def close(self, timeout: float | None = None, reason: str = "closed locally") -> Deferred:
         """End the session for good (no restart); fires once it has ended."""
         self._closing = True
-        self._cancel_lost_timer()
+        self._stop_watching()
         if self._restart_call is not None:  # between two engine sessions: nothing to close
             self._restart_call.cancel()
             self._restart_call = None
@@ -212,7 +215,9 @@ class SupervisedSession(Service):
         self.result = result
         waiters, self._code_waiters = self._code_waiters, []
         for waiter in waiters:
-            waiter.errback(SessionError(f"the session ended before a code was allocated: {self.status.reason}"))
+            waiter.errback(
+                SessionError(f"the session ended before a code was allocated: {self.status.reason}")
+            )
         self._emit(events.Closed(result))
         self._finished.callback(result)
 
@@ -246,10 +251,8 @@ class SupervisedSession(Service):
     def _engine_status(self, status: SessionStatus) -> None:
         if status.phase is Phase.CONNECTED:
             self._attempt = 0
-        if status.phase is Phase.RECONNECTING:
-            self._start_lost_timer()
-        else:
-            self._cancel_lost_timer()
+        if self._peer_watch is not None:
+            self._peer_watch.update(status.phase)
         if status.phase in _ENDED and self._will_restart(status):
             return  # shown as "reconnecting" once the engine session has closed
         self._publish(status)
@@ -259,6 +262,7 @@ class SupervisedSession(Service):
         return not self._closing and should_restart(self.mode, self.profile.restart, failed)
 
     def _engine_closed(self, session: Session, result: str) -> None:
+        self._stop_watching()
         status = session.status
         reason = self._ending_reason or status.reason or result
         if not self._will_restart(status):
@@ -266,9 +270,11 @@ class SupervisedSession(Service):
             return
         delay = self.options.retry_delay(self._attempt)
         self._attempt += 1
-        log.info("session {id} restarts in {delay:.1f} s: {reason}", id=self.id, delay=delay, reason=reason)
+        log.warn("session {id} restarts in {delay:.1f} s: {reason}", id=self.id, delay=delay, reason=reason)
         self._publish(
-            dataclasses.replace(status, phase=Phase.RECONNECTING, reason=f"restarting in {delay:.0f} s: {reason}")
+            dataclasses.replace(
+                status, phase=Phase.RECONNECTING, reason=f"restarting in {delay:.0f} s: {reason}"
+            )
         )
         self._restart_call = self._reactor.callLater(delay, self._relaunch)
 
@@ -276,27 +282,26 @@ class SupervisedSession(Service):
         self.restarts += 1
         self._launch()
 
-    # the peer-lost watchdog --------------------------------------------------------------------
+    # a vanished peer ---------------------------------------------------------------------------
 
-    def _start_lost_timer(self) -> None:
+    def _watch_peer(self, session: Session) -> PeerWatch | None:
         timeout = self.options.peer_lost_timeout
-        if self._lost_timer is not None or timeout is None:
-            return
-        if self._closing or not should_restart(self.mode, self.profile.restart, failed=True):
-            return
-        self._lost_timer = self._reactor.callLater(timeout, self._peer_lost, timeout)
+        if timeout is None or not should_restart(self.mode, self.profile.restart, failed=True):
+            return None
+        return PeerWatch(self._reactor, timeout, lambda t: session.ping(timeout=t), self._peer_lost)
 
-    def _cancel_lost_timer(self) -> None:
-        if self._lost_timer is not None and self._lost_timer.active():
-            self._lost_timer.cancel()
-        self._lost_timer = None
+    def _stop_watching(self) -> None:
+        if self._peer_watch is not None:
+            self._peer_watch.stop()
+            self._peer_watch = None
 
-    def _peer_lost(self, timeout: float) -> None:
-        self._lost_timer = None
-        self._ending_reason = f"peer unreachable for {timeout:g} s"
-        log.info("session {id}: {reason}; restarting", id=self.id, reason=self._ending_reason)
+    def _peer_lost(self, reason: str) -> None:
+        if self._closing or self.session is None:
+            return
+        self._ending_reason = reason
+        log.warn("session {id}: {reason}; restarting", id=self.id, reason=reason)
         # The peer is gone: waiting long for its goodbye is pointless.
-        self.session.close(timeout=1.0, reason=self._ending_reason)
+        self.session.close(timeout=1.0, reason=reason)
 
     # forwarding --------------------------------------------------------------------------------
 
@@ -350,9 +355,9 @@ class SupervisedSession(Service):
             return live.remove_client(name)
         return succeed(None)
 
-    def ping(self) -> Deferred:
+    def ping(self, timeout: float = 10.0) -> Deferred:
         """Round trip to the peer in seconds."""
         live = self.live_session
         if live is None:
             return fail(SessionError("not connected to a peer"))
-        return live.ping()
+        return live.ping(timeout=timeout)

@@ -1,0 +1,177 @@
+"""A session on D-Bus: its properties and signals follow the session; its methods act on it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.python.failure import Failure
+from txdbus.objects import dbusMethod
+
+from fowld import events
+from fowld.daemon import api
+from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs
+from fowld.daemon.exported import ExportedObject
+from fowld.daemon.supervisor import SupervisedSession
+from fowld.daemon.values import session_path
+from fowld.endpoints import EndpointError, parse_connect, parse_listen
+from fowld.forwarder import ClientWant, ForwardingError
+from fowld.session import SessionError
+from fowld.status import PeerState
+
+CLOSE_REPLY_TIMEOUT = 15.0  # Close() answers by then even if the mailbox is slow to say goodbye
+PING_TIMEOUT = 10.0
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SERVICE_STATES = ("ready", "requesting", "failed")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise InvalidArgs(f"{kind} name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+
+
+def _client_state(session: SupervisedSession, want: ClientWant | None, name: str) -> tuple[int, str]:
+    if want is not None and want.port is not None:
+        return getattr(want.port.getHost(), "port", 0), "listening"
+    if name in session.client_failures:
+        return 0, "failed"
+    return 0, "waiting"
+
+
+def session_properties(session: SupervisedSession) -> dict[str, object]:
+    """Every property of a session object, from the session's current state."""
+    status = session.status
+    live = session.live_session
+    offers = live.forwarder.services if live is not None else {}
+    wants = live.forwarder.clients if live is not None else {}
+    services = []
+    for spec in session.services:
+        offer = offers.get(spec.name)
+        state, reason = ("requesting", "")
+        if offer is not None and offer.state in _SERVICE_STATES:  # not "removed" while closing
+            state, reason = offer.state, offer.reason
+        services.append((spec.name, spec.connect.spec, state, reason))
+    clients = []
+    for spec in session.clients:
+        port, state = _client_state(session, wants.get(spec.name), spec.name)
+        clients.append((spec.name, spec.listen.spec, port, state))
+    return {
+        "Id": session.id,
+        "Profile": session.profile.name,
+        "State": status.phase.value,
+        "StateReason": status.reason,
+        "Code": status.code or "",
+        "Verifier": status.verifier or "",
+        "PeerConnected": status.peer is PeerState.CONNECTED,
+        "Path": status.path.value,
+        "Hint": status.hint,
+        "Generation": status.generation,
+        "MailboxUrl": status.mailbox_url,
+        "MailboxState": status.mailbox.value,
+        "Services": services,
+        "Clients": clients,
+        "BytesIn": session.bytes_in,
+        "BytesOut": session.bytes_out,
+        "OpenConnections": session.open_connections,
+        "TotalConnections": session.total_connections,
+        "CreatedUSec": session.created_usec,
+        "Restarts": session.restarts,
+    }
+
+
+class SessionObject(ExportedObject):
+    interfaces = (api.SESSION,)
+
+    def __init__(self, session: SupervisedSession, reactor: Any):
+        super().__init__(session_path(session.id), reactor, throttled=api.SESSION_COUNTERS)
+        self.session = session
+        self._state = session.status.phase.value
+        self.refresh()
+        session.subscribe(self._event)
+
+    def refresh(self) -> None:
+        self.update(api.SESSION, session_properties(self.session))
+
+    def _event(self, event: events.Event) -> None:
+        self.refresh()
+        match event:
+            case events.StatusChanged(status) if status.phase.value != self._state:
+                self._state = status.phase.value
+                self.emitSignal("StateChanged", status.phase.value, status.reason)
+            case events.StreamOpened(id, name, direction):
+                self.emitSignal("ConnectionOpened", id, name, direction.value)
+            case events.StreamClosed(id, name, direction, into_tunnel, out_of_tunnel, reason, _):
+                self.emitSignal(
+                    "ConnectionClosed", id, name, direction.value, into_tunnel, out_of_tunnel, reason or ""
+                )
+
+    @dbusMethod(api.SESSION_INTERFACE, "Close")
+    def _dbus_close(self) -> Deferred:
+        d = self.session.close()
+        d.addTimeout(CLOSE_REPLY_TIMEOUT, self._reactor)
+        # Past the timeout the session goes on closing in the background; the caller is told it ends.
+        return d.addBoth(lambda _: None)
+
+    @dbusMethod(api.SESSION_INTERFACE, "AddService")
+    def _dbus_add_service(self, name: str, connect: str) -> None:
+        _check_name("service", name)
+        if any(s.name == name for s in self.session.services):
+            raise AlreadyExists(f"session {self.session.id} already offers a service {name!r}")
+        try:
+            address = parse_connect(connect)
+        except EndpointError as e:
+            raise InvalidArgs(str(e)) from None
+        with _failures_translated():
+            self.session.add_service(name, address)
+        self.refresh()
+
+    @dbusMethod(api.SESSION_INTERFACE, "RemoveService")
+    def _dbus_remove_service(self, name: str) -> None:
+        if not any(s.name == name for s in self.session.services):
+            raise InvalidArgs(f"session {self.session.id} offers no service {name!r}")
+        with _failures_translated():
+            self.session.remove_service(name)
+        self.refresh()
+
+    @dbusMethod(api.SESSION_INTERFACE, "AddClient")
+    def _dbus_add_client(self, name: str, listen: str) -> None:
+        _check_name("client", name)
+        if any(c.name == name for c in self.session.clients):
+            raise AlreadyExists(f"session {self.session.id} already has a client {name!r}")
+        try:
+            address = parse_listen(listen)
+        except EndpointError as e:
+            raise InvalidArgs(str(e)) from None
+        with _failures_translated():
+            self.session.add_client(name, address)
+        self.refresh()
+
+    @dbusMethod(api.SESSION_INTERFACE, "RemoveClient")
+    def _dbus_remove_client(self, name: str) -> Deferred:
+        if not any(c.name == name for c in self.session.clients):
+            raise InvalidArgs(f"session {self.session.id} has no client {name!r}")
+        with _failures_translated():
+            d = self.session.remove_client(name)
+        self.refresh()
+        return d.addCallback(lambda _: self.refresh())
+
+    @dbusMethod(api.SESSION_INTERFACE, "Ping")
+    def _dbus_ping(self) -> Deferred:
+        def failed(failure: Failure) -> None:
+            if failure.check(TimeoutError):
+                raise Failed(f"the peer did not answer within {PING_TIMEOUT:g} s")
+            raise Failed(f"ping failed: {failure.getErrorMessage() or failure.type.__name__}")
+
+        return self.session.ping(PING_TIMEOUT).addCallbacks(float, failed)
+
+
+@contextmanager
+def _failures_translated() -> Iterator[None]:
+    """Engine refusals (closing session, duplicate names) become D-Bus Failed errors."""
+    try:
+        yield
+    except (SessionError, ForwardingError, EndpointError) as e:
+        raise Failed(str(e)) from None

@@ -1,0 +1,91 @@
+"""The forwarding benchmark runs end to end (``--quick``) and checks every transfer.
+
+No timing is asserted: numbers vary between machines. What must hold is that
+each path completes, the SHA-256 digests match, and the report is printed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from servers import REPO_ROOT, ProcessGroup, upstream_python_path
+
+BENCH = REPO_ROOT / "bench"
+RUN_TIMEOUT = 90.0  # seconds; a quick run takes about 6 on a 2-core machine
+
+
+def _bench_module(name: str) -> ModuleType:
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+def test_quick_run_completes_with_matching_hashes(processes: ProcessGroup, tmp_path: Path) -> None:
+    upstream = upstream_python_path()
+    paths = "raw,ours,upstream" if os.access(upstream, os.X_OK) else "raw,ours"
+    out = tmp_path / "results.json"
+    argv = [sys.executable, BENCH / "forwarding.py", "--quick", "--paths", paths, "--json", out]
+    env = {**os.environ, "FOWL_UPSTREAM_PYTHON": str(upstream)}
+    bench = processes.spawn(argv, env=env, name="bench")
+    try:
+        code = bench.wait(RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the quick benchmark took over {RUN_TIMEOUT}s\n{processes.describe(bench)}")
+    stdout, stderr = processes.output(bench)
+    assert code == 0, f"exit code {code}\n{processes.describe(bench)}"
+
+    results = json.loads(out.read_text())
+    assert sorted(results["paths"]) == sorted(paths.split(","))
+    streams = results["config"]["streams"]
+    for key, result in results["paths"].items():
+        assert "error" not in result, f"{key}: {result['error']}"
+        assert result["round_trip"]["count"] == results["config"]["round_trips"], key
+        assert result["single"]["bytes"] == results["config"]["bulk_bytes"], key
+        assert result["single"]["mb_per_s"] > 0, key
+        assert result["parallel"]["streams"] == streams, key
+        assert result["sha256_checked"] == results["config"]["transfers"] * (1 + streams), key
+        assert result["label"] in stdout, f"{key} is missing from the table:\n{stdout}"
+    assert results["paths"]["ours"]["setup"]["median_s"] > 0
+    assert results["paths"]["ours"]["path"] == "direct"
+    assert [row["measured"] != "-" for row in results["targets"]] == [True, "upstream" in paths, True]
+    assert "| path | round trip median" in stdout
+    assert "failed" not in stderr
+
+
+def test_samples_are_grouped_by_innermost_library() -> None:
+    hotspots = _bench_module("hotspots")
+    site = "/venv/lib/python3.11/site-packages"
+    reactor = f"run ({site}/twisted/internet/base.py)"
+    read = f"doRead ({site}/twisted/internet/tcp.py)"
+    record = f"send_record ({site}/wormhole/_dilation/connection.py)"
+    encrypt = f"encrypt ({site}/noise/connection.py)"
+    assert hotspots.classify(";".join([reactor, read, record, encrypt])) == "Noise encryption"
+    assert hotspots.classify(";".join([reactor, read, record])) == "magic-wormhole records"
+    # a standard-library leaf counts for the library that called it
+    assert (
+        hotspots.classify(";".join([reactor, read, "send (/usr/lib/python3.11/socket.py)"])) == "Twisted I/O"
+    )
+    # any frame of the byte reports puts the sample there, whatever it calls
+    report = f"_event ({REPO_ROOT}/fowld/stdio.py)"
+    assert hotspots.classify(";".join([reactor, report, read])) == hotspots.REPORTS
+    upstream_line = f"output_fowl_message ({site}/fowl/_proto.py)"
+    assert hotspots.classify(
+        ";".join([reactor, upstream_line, "dumps (/usr/lib/python3.11/json/__init__.py)"])
+    ) == (hotspots.REPORTS)
+    assert hotspots.classify(f"dataReceived ({REPO_ROOT}/fowld/tunnel.py)") == "forwarder code"
+    assert hotspots.classify("<module> (<frozen runpy>)") == "other"
+
+
+def test_percentile_is_nearest_rank() -> None:
+    measure = _bench_module("measure")
+    values = [float(v) for v in range(100, 0, -1)]  # 1..100, unsorted
+    assert measure.percentile(values, 0.5) == 50.0
+    assert measure.percentile(values, 0.99) == 99.0
+    assert measure.percentile([7.0], 0.99) == 7.0

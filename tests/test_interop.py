@@ -1,0 +1,125 @@
+"""``fowld --stdio`` against upstream fowl 26.8's ``fowld``, in both roles.
+
+Upstream runs from its own interpreter (``$FOWL_UPSTREAM_PYTHON``, default the
+repository's ``.venv-upstream``); the tests skip when it is missing. Its known
+defects are avoided, never relied on: it ignores stdin EOF (it is stopped by
+PID), binds random-port listeners to 0.0.0.0 (we connect to 127.0.0.1 only),
+refuses a service requested before it declared the client (it declares first)
+and cannot answer ``ping``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from stdio_peer import (
+    HashServer,
+    StdioPeer,
+    exchange,
+    pair,
+    run_concurrently,
+    start_ours,
+    start_upstream,
+    wait_dilated,
+)
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
+
+LOOPBACK = "127.0.0.1"
+MB = 1_000_000
+REPLY = 32_000  # bytes a service sends back when ours is the client side (see test_forwarding)
+NAMES = ("alpha", "beta")
+
+
+@pytest.fixture
+def peers(upstream_python, processes, mailbox, transit_relay) -> tuple[StdioPeer, StdioPeer]:
+    """(ours, upstream), started on the test servers, not yet paired."""
+    ours = start_ours(processes, mailbox.url, transit_relay.hint, label="ours")
+    upstream = start_upstream(processes, upstream_python, mailbox.url, transit_relay.hint)
+    return ours, upstream
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, HashServer]]:
+    started = {name: HashServer((LOOPBACK, 0)) for name in NAMES}
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+def _through_both(ports: dict[str, int], up: int, down: int) -> None:
+    """Checked traffic through both services at once, two streams each."""
+    calls: list[Callable[[], None]] = []
+    for seed, name in enumerate(NAMES):
+        address = (LOOPBACK, ports[name])
+        calls.append(lambda a=address, s=seed: exchange(a, up, down, seed=s))
+        calls.append(lambda a=address, s=seed: exchange(a, up // 2, down // 2, seed=s + 10))
+    run_concurrently(*calls)
+
+
+def _ours_closes(ours: StdioPeer, upstream: StdioPeer) -> None:
+    """stdin EOF ends ours cleanly, and upstream hears the session close."""
+    ours.close_stdin()
+    assert ours.wait_exit() == 0, ours.describe()
+    assert ours.lines[-1] == {"kind": "closed", "result": "happy"}, ours.describe()
+    assert ours.bad_lines == [], ours.bad_lines[:3]
+    upstream.wait_kind("closed")
+    upstream.stop()  # it does not exit by itself
+
+
+def test_ours_offers_and_upstream_wants(peers, servers):
+    ours, upstream = peers
+    for name in NAMES:  # upstream must know its clients before our requests arrive
+        upstream.send("local", name=name)
+        ours.send("remote", name=name, local_connect_port=servers[name].port)
+    pair(ours, upstream)
+    ports = {name: upstream.wait_kind("listening", name=name)["listening_port"] for name in NAMES}
+    for name in NAMES:
+        ours.wait_kind("awaiting-connect", name=name, local_port=servers[name].port)
+
+    _through_both(ports, 2 * MB, 1 * MB)
+
+    for name in NAMES:
+        assert servers[name].connections == 2
+        accepted = ours.find("incoming-connection", service_name=name)
+        assert len(accepted) == 2, ours.describe()
+        for line in accepted:
+            ours.wait_kind("incoming-done", id=line["id"])
+    assert ours.find("incoming-lost") == []
+    _ours_closes(ours, upstream)
+
+
+def test_upstream_offers_and_ours_wants(peers, servers):
+    ours, upstream = peers
+    for name in NAMES:
+        ours.send("local", name=name)
+        upstream.send("remote", name=name, local_connect_port=servers[name].port)
+    pair(upstream, ours)
+    ports = {name: ours.wait_kind("listening", name=name)["listening_port"] for name in NAMES}
+
+    _through_both(ports, 2 * MB, REPLY)
+
+    for name in NAMES:
+        assert servers[name].connections == 2
+        opened = ours.find("outgoing-connection", service_name=name)
+        assert len(opened) == 2, ours.describe()
+        for line in opened:
+            ours.wait_kind("outgoing-done", id=line["id"])
+    assert ours.find("outgoing-lost") == []
+    _ours_closes(ours, upstream)
+
+
+def test_ours_declared_after_upstream_offered_still_gets_the_service(peers, servers):
+    """Between two upstream peers this order fails for good; ours waits for the declaration."""
+    ours, upstream = peers
+    upstream.send("remote", name="alpha", local_connect_port=servers["alpha"].port)
+    pair(upstream, ours)
+    wait_dilated(ours)
+    ours.drain(2.0)  # upstream's request has arrived and waits
+    assert ours.find("listening") == [], ours.describe()
+
+    ours.send("local", name="alpha")
+    port = ours.wait_kind("listening", name="alpha")["listening_port"]
+    exchange((LOOPBACK, port), 1 * MB, REPLY)
+    _ours_closes(ours, upstream)
