@@ -56,7 +56,7 @@ def escape(value: str) -> str:
 
 # ``interface=::1`` / ``host=::1`` typed without escaping the colons: escape them for the user.
 _BARE_V6_VALUE = re.compile(
-    r"(?P<key>interface|host)=(?P<value>[0-9A-Fa-f.%]*:[0-9A-Fa-f:.%]*?)(?=:[a-z]+=|$)"
+    r"(?P<key>interface|host)=(?P<value>[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*?(?:%[A-Za-z0-9_.\-]+)?)(?=:[a-z]+=|$)"
 )
 
 
@@ -65,10 +65,12 @@ def _escape_bare_ipv6(spec: str) -> str:
 
 
 def _split(spec: str) -> tuple[str, list[str], dict[str, str]]:
-    """Split an endpoint string the way Twisted does (backslash escapes)."""
+    """Split an endpoint string the way Twisted does: ``:`` between parts, the first
+    unescaped ``=`` between key and value, backslash escaping either."""
     spec = _escape_bare_ipv6(spec)
-    parts: list[str] = []
-    current = []
+    parts: list[tuple[str, int | None]] = []  # (text, index of the first unescaped "=")
+    current: list[str] = []
+    equals: int | None = None
     i = 0
     while i < len(spec):
         ch = spec[i]
@@ -77,20 +79,21 @@ def _split(spec: str) -> tuple[str, list[str], dict[str, str]]:
             i += 2
             continue
         if ch == ":":
-            parts.append("".join(current))
-            current = []
+            parts.append(("".join(current), equals))
+            current, equals = [], None
         else:
+            if ch == "=" and equals is None:
+                equals = len(current)
             current.append(ch)
         i += 1
-    parts.append("".join(current))
-    kind, rest = parts[0].lower(), parts[1:]
+    parts.append(("".join(current), equals))
+    kind, rest = parts[0][0].lower(), parts[1:]
     args, kwargs = [], {}
-    for part in rest:
-        key, sep, value = part.partition("=")
-        if sep:
-            kwargs[key] = value
+    for text, equals in rest:
+        if equals is None:
+            args.append(text)
         else:
-            args.append(part)
+            kwargs[text[:equals]] = text[equals + 1 :]
     return kind, args, kwargs
 
 
@@ -109,6 +112,22 @@ def _is_ipv6(host: str) -> bool:
         return isinstance(ipaddress.ip_address(host.split("%")[0]), ipaddress.IPv6Address)
     except ValueError:
         return False
+
+
+def _extra(kwargs: dict[str, str]) -> str:
+    """Options we do not interpret, passed on to Twisted in a stable order."""
+    return "".join(f":{k}={escape(v)}" for k, v in sorted(kwargs.items()))
+
+
+def _unix_address(kind: str, args: list[str], kwargs: dict[str, str], what: str, path_prefix: str) -> Address:
+    # Twisted's UNIX server takes the path positionally; its client wants path=
+    if kind != "unix":
+        raise EndpointError(f"{what}: unsupported kind {kind!r} (use tcp:, tcp6: or unix:)")
+    path = kwargs.pop("path", None) or (args[0] if args else None)
+    if not path:
+        raise EndpointError(f"{what}: expected unix:path=FILE")
+    spec = f"unix:{path_prefix}{escape(path)}{_extra(kwargs)}"
+    return Address(spec=spec, kind="unix", port=None, path=path)
 
 
 def parse_listen(text: str | int) -> Address:
@@ -131,20 +150,16 @@ def parse_listen(text: str | int) -> Address:
             raise EndpointError(f"{what}: expected tcp:PORT[:interface=ADDRESS]")
         port = _port(args[0], what)
         interface = kwargs.pop("interface", None)
+        if interface == "":
+            # Twisted would read an empty interface as "every interface"
+            raise EndpointError(f"{what}: empty interface (name one, e.g. interface=127.0.0.1)")
         if interface is None:
             interface = LOOPBACK_V6 if kind == "tcp6" else LOOPBACK_V4
         elif _is_ipv6(interface):
             kind = "tcp6"
-        extra = "".join(f":{k}={escape(v)}" for k, v in sorted(kwargs.items()))
-        spec = f"{kind}:{port}:interface={escape(interface)}{extra}"
+        spec = f"{kind}:{port}:interface={escape(interface)}{_extra(kwargs)}"
         return Address(spec=spec, kind=kind, port=port, host=interface)
-    if kind == "unix":
-        path = kwargs.pop("path", None) or (args[0] if args else None)
-        if not path:
-            raise EndpointError(f"{what}: expected unix:path=FILE")
-        extra = "".join(f":{k}={escape(v)}" for k, v in sorted(kwargs.items()))
-        return Address(spec=f"unix:{escape(path)}{extra}", kind="unix", port=None, path=path)
-    raise EndpointError(f"{what}: unsupported kind {kind!r} (use tcp:, tcp6: or unix:)")
+    return _unix_address(kind, args, kwargs, what, path_prefix="")
 
 
 def parse_connect(text: str | int) -> Address:
@@ -172,16 +187,9 @@ def parse_connect(text: str | int) -> Address:
             raise EndpointError(f"{what}: port 0 cannot be connected to")
         # Twisted's "tcp" client handles IPv6 literals too; it has no "tcp6" client.
         kind = "tcp"
-        extra = "".join(f":{k}={escape(v)}" for k, v in sorted(kwargs.items()))
-        spec = f"{kind}:host={escape(host)}:port={port}{extra}"
+        spec = f"{kind}:host={escape(host)}:port={port}{_extra(kwargs)}"
         return Address(spec=spec, kind=kind, port=port, host=host)
-    if kind == "unix":
-        path = kwargs.pop("path", None) or (args[0] if args else None)
-        if not path:
-            raise EndpointError(f"{what}: expected unix:path=FILE")
-        extra = "".join(f":{k}={escape(v)}" for k, v in sorted(kwargs.items()))
-        return Address(spec=f"unix:path={escape(path)}{extra}", kind="unix", port=None, path=path)
-    raise EndpointError(f"{what}: unsupported kind {kind!r} (use tcp:, tcp6: or unix:)")
+    return _unix_address(kind, args, kwargs, what, path_prefix="path=")
 
 
 def listen_address_for_port(port: int | None, interface: str | None = None) -> Address:
