@@ -274,12 +274,13 @@ class Demo:
         )
         say(f"      alice: profile share-web offers web -> tcp:{LOOPBACK}:{http_port}")
         say("      bob:   profile see-web wants web, on any free local port")
-        say("      both run `fowld --relay-only`: they meet through the relay, so traffic stays on loopback")
+        say(f"      both run `fowld --direct-address {LOOPBACK}`: they connect directly over loopback")
+        say("      (the relay stands by for peers that cannot reach each other directly)")
         daemons = {}
         for c in (alice, bob):
             c.bus = self.first_line(f"dbus-{c.name}", buses[c.name], re.compile(r"^unix:"))
             c.env["DBUS_SESSION_BUS_ADDRESS"] = c.bus
-            daemons[c.name] = self.spawn(f"fowld-{c.name}", FOWLD + ["--relay-only"], env=c.env)
+            daemons[c.name] = self.spawn(f"fowld-{c.name}", FOWLD + ["--direct-address", LOOPBACK], env=c.env)
         for c in (alice, bob):
             self.wait_for_fowld(c, daemons[c.name])
 
