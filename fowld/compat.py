@@ -7,7 +7,12 @@
    the TCP transport underneath: the kernel's receive window then pushes back
    on the peer, and memory stays bounded.
 
-2. Which addresses are advertised for direct connections. Dilation offers the
+2. A closed subchannel stays in Dilation's set of paused subchannels when it
+   was paused at the time (0.24 never removes it), which leaves the whole
+   connection paused for good: every other stream stalls. We drop it from the
+   set on close, resuming the connection if it was the last one paused.
+
+3. Which addresses are advertised for direct connections. Dilation offers the
    peer every address of every interface. ``advertise_direct_addresses`` narrows
    that list (for example to 127.0.0.1 when both peers share one machine, or to
    the one interface a LAN deployment should use).
@@ -19,8 +24,10 @@ from collections.abc import Sequence
 
 from wormhole._dilation.connection import DilatedConnectionProtocol
 from wormhole._dilation.connector import Connector
+from wormhole._dilation.inbound import Inbound
 
 _original_listener_addresses = Connector._get_listener_addresses
+_original_subchannel_closed = Inbound.subchannel_closed
 _direct_addresses: tuple[str, ...] | None = None
 
 
@@ -32,6 +39,12 @@ def _pause(self: DilatedConnectionProtocol) -> None:
 def _resume(self: DilatedConnectionProtocol) -> None:
     if self.transport is not None:
         self.transport.resumeProducing()
+
+
+def _subchannel_closed(self: Inbound, scid: int, sc: object) -> None:
+    _original_subchannel_closed(self, scid, sc)
+    if sc in self._paused_subchannels:
+        self.subchannel_stopProducing(sc)  # forget it; resume the connection if it was the last
 
 
 def _listener_addresses(self: Connector) -> list[str]:
@@ -50,4 +63,5 @@ def install() -> None:
     if not hasattr(DilatedConnectionProtocol, "pauseProducing"):
         DilatedConnectionProtocol.pauseProducing = _pause
         DilatedConnectionProtocol.resumeProducing = _resume
+    Inbound.subchannel_closed = _subchannel_closed
     Connector._get_listener_addresses = _listener_addresses

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from fowld.forwarder import Forwarder, ServiceOffer
 
 
+def close_subchannel(protocol: Protocol | None) -> None:
+    """Close a subchannel once: Dilation raises if asked again before the peer acknowledges."""
+    if protocol is not None and protocol.connected and not getattr(protocol, "closing", False):
+        protocol.closing = True
+        protocol.transport.loseConnection()
+
+
 class ServiceRequester(Protocol):
     """Our side of one service's control subchannel."""
 
@@ -38,7 +45,7 @@ class ServiceRequester(Protocol):
             messages = [wire.parse_control(m) for m in self._reader.feed(data)]
         except wire.ProtocolError as e:
             self._offer.failed(f"malformed control message from peer: {e}")
-            self.transport.loseConnection()
+            close_subchannel(self)
             return
         for message in messages:
             if self._answered or not isinstance(message, wire.ListenerResponse):
@@ -68,7 +75,7 @@ class ControlResponder(Protocol):
             self._forwarder.emit(
                 events.Refused("listener", None, f"too many control channels (limit {limit})")
             )
-            self.transport.loseConnection()
+            close_subchannel(self)
             return
         self.counted = True
 
@@ -79,7 +86,7 @@ class ControlResponder(Protocol):
             messages = [wire.parse_control(m) for m in self._reader.feed(data)]
         except wire.ProtocolError as e:
             self._forwarder.emit(events.Refused("message", None, f"malformed control message: {e}"))
-            self.transport.loseConnection()
+            close_subchannel(self)
             return
         for message in messages:
             if not isinstance(message, wire.RequestListener):

@@ -10,7 +10,7 @@ removed at any time.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from fowld import events, wire
-from fowld.control import ControlResponder, ControlResponderFactory, ServiceRequester
+from fowld.control import ControlResponder, ControlResponderFactory, ServiceRequester, close_subchannel
 from fowld.endpoints import (
     Address,
     connect_address_for_port,
@@ -33,6 +33,12 @@ from fowld.tunnel import IncomingTunnelFactory, OutgoingTunnel
 
 class ForwardingError(ValueError):
     """A local request that cannot be carried out (duplicate or unknown name...)."""
+
+
+# A peer that does not (or no longer) listen for one of our services is asked again
+# after 1 s, then 2, 4, ... up to once a minute.
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
 
 
 def _pick_free_port() -> int:
@@ -51,8 +57,15 @@ class ServiceOffer:
     channel: ServiceRequester | None = None
     state: str = "requesting"  # requesting | ready | failed | removed
     reason: str = ""
+    attempts: int = 0  # requests since the peer last listened, for the retry back-off
+    retry: Any = None  # IDelayedCall of the next request
 
     def request(self) -> None:
+        self.retry = None
+        if self.state == "removed" or self.forwarder.stopped:
+            return
+        self.state = "requesting"
+        self.attempts += 1
         factory = Factory.forProtocol(lambda: ServiceRequester(self))
         d = self.forwarder.open_subchannel(wire.CONTROL_SUBPROTOCOL, factory)
         d.addErrback(lambda f: self.failed(f"cannot open control channel: {f.getErrorMessage()}"))
@@ -61,7 +74,7 @@ class ServiceOffer:
         if self.state == "removed":
             return
         if not response.listening:
-            self.failed(f"peer refused: {response.reason}")
+            self.failed(f"peer refused: {response.reason}", ask_again=True)
             return
         wanted = response.desired_port
         if self.connect is None:
@@ -69,28 +82,34 @@ class ServiceOffer:
         elif wanted is not None and self.connect.port not in (None, wanted):
             self.failed(f"peer wants port {wanted} but this service connects to {self.connect.port}")
             return
-        self.state = "ready"
+        self.state, self.reason, self.attempts = "ready", "", 0
         self.forwarder.emit(
             events.ServiceReady(self.name, self.connect.spec, self.connect.port, self.peer_listen_port)
         )
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, ask_again: bool = False) -> None:
+        """The peer does not listen for us (now). ``ask_again``: it may later, so retry."""
         if self.state in ("failed", "removed"):
             return
         self.state, self.reason = "failed", reason
         self.forwarder.emit(events.ServiceFailed(self.name, reason))
-        if self.channel is not None and self.channel.connected:
-            self.channel.transport.loseConnection()
+        close_subchannel(self.channel)
+        if ask_again and not self.forwarder.stopped:
+            # The peer may declare (or re-declare) its client later: ask again, backing off
+            # so that a peer which never wants this service hears from us rarely.
+            delay = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2 ** min(self.attempts - 1, 10))
+            self.retry = self.forwarder.reactor.callLater(delay, self.request)
 
     def channel_lost(self) -> None:
         self.channel = None
         if self.state == "ready":
-            self.failed("peer stopped listening")
+            self.failed("peer stopped listening", ask_again=True)
 
     def remove(self) -> None:
         self.state = "removed"
-        if self.channel is not None and self.channel.connected:
-            self.channel.transport.loseConnection()
+        if self.retry is not None and self.retry.active():
+            self.retry.cancel()
+        close_subchannel(self.channel)
 
 
 @dataclass
@@ -100,7 +119,6 @@ class ClientWant:
     connect_port: int | None = None
     port: Any = None  # IListeningPort while listening
     channel: ControlResponder | None = None
-    waiters: list[Deferred] = field(default_factory=list)
 
 
 class ClientConnection(LocalEnd):
@@ -137,7 +155,7 @@ class Forwarder:
         self._dilated = None
         self._control_channels: set[ControlResponder] = set()
         self._pending: dict[str, list[tuple[Deferred, Any]]] = {}
-        self._stopped = False
+        self.stopped = False
 
     # wiring ------------------------------------------------------------------
 
@@ -150,7 +168,7 @@ class Forwarder:
             offer.request()
 
     def open_subchannel(self, subprotocol: str, factory: Factory) -> Deferred:
-        if self._dilated is None or self._stopped:
+        if self._dilated is None or self.stopped:
             return fail(ForwardingError("not connected to a peer"))
         return self._dilated.connector_for(subprotocol).connect(factory)
 
@@ -202,8 +220,7 @@ class Forwarder:
         want = self.clients.pop(name, None)
         if want is None:
             raise ForwardingError(f"no client named {name!r}")
-        if want.channel is not None and want.channel.connected:
-            want.channel.transport.loseConnection()
+        close_subchannel(want.channel)
         return self._stop_listening(want, "removed")
 
     def _stop_listening(self, want: ClientWant, reason: str) -> Deferred:
@@ -280,7 +297,7 @@ class Forwarder:
         d = server_endpoint(self.reactor, address).listen(factory)
 
         def listening(port: Any) -> wire.ListenerResponse:
-            if self.clients.get(name) is not want or not channel.connected or self._stopped:
+            if self.clients.get(name) is not want or not channel.connected or self.stopped:
                 Deferred.fromCoroutine(_stop(port))
                 return wire.ListenerResponse(name, False, reason="withdrawn while listening")
             want.port, want.channel = port, channel
@@ -299,7 +316,7 @@ class Forwarder:
 
     def stop(self) -> Deferred:
         """Stop listening, end every stream and control channel."""
-        self._stopped = True
+        self.stopped = True
         for entries in self._pending.values():
             for waiter, timer in entries:
                 timer.cancel()
@@ -310,8 +327,7 @@ class Forwarder:
         for offer in self.services.values():
             offer.remove()
         for channel in list(self._control_channels):
-            if channel.connected:
-                channel.transport.loseConnection()
+            close_subchannel(channel)
         stops = [self._stop_listening(want, "session closing") for want in self.clients.values()]
         return gatherResults(stops)
 

@@ -8,6 +8,7 @@ move data through a forwarded service and check it by SHA-256 both ways.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,23 +20,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers import ProcessGroup
+from servers import LOOPBACK, ProcessGroup
 
 STEP_TIMEOUT = 10.0  # seconds for one step (a code, a peer, a listener) on loopback
 EXIT_TIMEOUT = 10.0  # seconds for a daemon to end after stdin closes
 
 Predicate = Callable[[dict], bool]
 
-# Upstream hard-codes the public transit relay; point it at the test relay so
-# every connection stays on loopback.
+# Upstream hard-codes the public transit relay and offers every local address for
+# direct connections; point both at loopback so every connection stays on this host.
 _UPSTREAM_LAUNCHER = """\
 import sys
 import wormhole.cli.public_relay as public_relay
+from wormhole._dilation.connector import Connector
 public_relay.TRANSIT_RELAY = sys.argv.pop(1)
+Connector._get_listener_addresses = lambda self: ["127.0.0.1"]
 from fowl.cli import fowld
 sys.exit(fowld())
 """
@@ -158,8 +161,20 @@ class StdioPeer:
             self.bad_lines.append(raw)
 
 
-def _spawn(group: ProcessGroup, argv: list, label: str) -> StdioPeer:
-    process = group.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, name=label)
+@contextlib.contextmanager
+def explained(*peers: StdioPeer) -> Iterator[None]:
+    """Add what ``peers`` printed to a failure inside the block."""
+    try:
+        yield
+    except (AssertionError, OSError) as e:
+        for peer in peers:
+            peer.drain(0.3)  # the lines about the failure may still be on their way
+        details = "\n".join(f"--- {peer.label}\n{peer.describe()}" for peer in peers)
+        raise AssertionError(f"{e!r}\n{details}") from e
+
+
+def _spawn(group: ProcessGroup, argv: list, label: str, env: dict[str, str] | None = None) -> StdioPeer:
+    process = group.spawn(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, name=label)
     return StdioPeer(process, group, label)
 
 
@@ -169,7 +184,9 @@ def start_ours(
     """``fowld --stdio`` with this mailbox and transit relay (plus ``options``)."""
     argv = [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox_url]
     argv += ["--transit-relay", transit_hint]
-    return _spawn(group, [*argv, *options], label)
+    # direct connections on loopback only, instead of every address of this machine
+    env = {**os.environ, "FOWL_DIRECT_ADDRESSES": LOOPBACK}
+    return _spawn(group, [*argv, *options], label, env)
 
 
 def start_upstream(
@@ -244,6 +261,7 @@ class HashServer:
         self._sock.settimeout(0.2)
         self.address = self._sock.getsockname()
         self.connections = 0
+        self._open: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._accepter = threading.Thread(target=self._accept_loop, daemon=True)
@@ -262,6 +280,7 @@ class HashServer:
             except OSError:
                 return
             self.connections += 1
+            self._open.add(conn)
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -281,11 +300,18 @@ class HashServer:
                 conn.sendall(payload(down, seed))
             except OSError:
                 return  # the client went away; the client side reports it
+            finally:
+                self._open.discard(conn)
 
     def stop(self) -> None:
         self._stopping.set()
         self._sock.close()
         self._accepter.join(IO_TIMEOUT)
+        for conn in list(self._open):  # unblock threads still sending to a stuck client
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for thread in self._threads:
             thread.join(IO_TIMEOUT)
         if isinstance(self.address, str) and os.path.exists(self.address):
@@ -309,16 +335,22 @@ def exchange(
     seed: int = 1,
     read_delay: float = 0.0,
     timeout: float = IO_TIMEOUT,
+    midway: Callable[[], None] | None = None,
 ) -> None:
     """Send ``up`` random bytes to a HashServer through ``address`` and get ``down`` back.
 
     ``read_delay``: seconds to wait before reading, so the bytes down fill every buffer.
+    ``midway``: called once half of the bytes up are sent.
     Raises AssertionError unless both directions arrive complete and intact, and
     TimeoutError if any socket operation blocks longer than ``timeout``.
     """
     sent = os.urandom(up)
     with open_socket(address, timeout) as sock:
-        sock.sendall(_HEADER.pack(up, down, seed) + sent)
+        half = up // 2
+        sock.sendall(_HEADER.pack(up, down, seed) + sent[:half])
+        if midway is not None:
+            midway()
+        sock.sendall(sent[half:])
         time.sleep(read_delay)
         echoed = bytearray()
         _recv_exactly(sock, _DIGEST, echoed.extend)
@@ -331,6 +363,7 @@ def exchange(
                 f"all {down} bytes down arrived, but the connection was still open {timeout}s "
                 "after the service closed its end"
             ) from None
+    assert len(echoed) == _DIGEST, f"the connection closed before the reply ({bytes(echoed)!r})"
     assert bytes(echoed) == hashlib.sha256(sent).digest(), f"{up} bytes up arrived damaged or short"
     assert received == down, f"expected {down} bytes down, got {received}"
     assert got.digest() == hashlib.sha256(payload(down, seed)).digest(), "bytes down arrived damaged"

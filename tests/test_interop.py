@@ -4,8 +4,9 @@ Upstream runs from its own interpreter (``$FOWL_UPSTREAM_PYTHON``, default the
 repository's ``.venv-upstream``); the tests skip when it is missing. Its known
 defects are avoided, never relied on: it ignores stdin EOF (it is stopped by
 PID), binds random-port listeners to 0.0.0.0 (we connect to 127.0.0.1 only),
-refuses a service requested before it declared the client (it declares first)
-and cannot answer ``ping``.
+refuses a service requested before it declared the client (it declares first),
+refuses streams for its own service until it has handled our listener response
+(we wait for its "awaiting-connect") and cannot answer ``ping``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from stdio_peer import (
     HashServer,
     StdioPeer,
     exchange,
+    explained,
     pair,
     run_concurrently,
     start_ours,
@@ -78,7 +80,8 @@ def test_ours_offers_and_upstream_wants(peers, servers):
     for name in NAMES:
         ours.wait_kind("awaiting-connect", name=name, local_port=servers[name].port)
 
-    _through_both(ports, 2 * MB, 1 * MB)
+    with explained(ours, upstream):
+        _through_both(ports, 2 * MB, 1 * MB)
 
     for name in NAMES:
         assert servers[name].connections == 2
@@ -97,8 +100,11 @@ def test_upstream_offers_and_ours_wants(peers, servers):
         upstream.send("remote", name=name, local_connect_port=servers[name].port)
     pair(upstream, ours)
     ports = {name: ours.wait_kind("listening", name=name)["listening_port"] for name in NAMES}
+    for name in NAMES:
+        upstream.wait_kind("awaiting-connect", name=name)
 
-    _through_both(ports, 2 * MB, REPLY)
+    with explained(ours, upstream):
+        _through_both(ports, 2 * MB, REPLY)
 
     for name in NAMES:
         assert servers[name].connections == 2
@@ -121,5 +127,7 @@ def test_ours_declared_after_upstream_offered_still_gets_the_service(peers, serv
 
     ours.send("local", name="alpha")
     port = ours.wait_kind("listening", name="alpha")["listening_port"]
-    exchange((LOOPBACK, port), 1 * MB, REPLY)
+    upstream.wait_kind("awaiting-connect", name="alpha")
+    with explained(ours, upstream):
+        exchange((LOOPBACK, port), 1 * MB, REPLY)
     _ours_closes(ours, upstream)
