@@ -16,7 +16,13 @@ from twisted.logger import (
 )
 
 from fowld import __version__, compat
-from fowld.defaults import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
+from fowld.defaults import (
+    DAEMON_PEER_LOST_TIMEOUT,
+    DEFAULT_MAILBOX,
+    DEFAULT_PEER_LOST_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_TRANSIT_RELAY,
+)
 
 EPILOG = """\
 examples:
@@ -67,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ping-interval",
         type=float,
         metavar="SECONDS",
-        help="Dilation keep-alive interval; a path silent for two intervals is replaced (default 30)",
+        help="Dilation keep-alive interval; a path silent for two intervals is replaced "
+        f"(default {DEFAULT_PING_INTERVAL:g})",
     )
     parser.add_argument(
         "--direct-address",
@@ -92,10 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--peer-lost-timeout",
         type=float,
-        default=60.0,
         metavar="SECONDS",
-        help="daemon: restart a fixed-code session whose peer stays unreachable this long, "
-        "so it can meet a restarted peer; 0 never (default 60)",
+        help="with no connection to the peer this long, the daemon restarts a fixed-code session "
+        f"(to meet a restarted peer; default {DAEMON_PEER_LOST_TIMEOUT:g}) and a --stdio session "
+        f"ends (default {DEFAULT_PEER_LOST_TIMEOUT:g}); 0 never",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     return parser

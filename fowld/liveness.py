@@ -10,7 +10,7 @@ magic-wormhole 0.24 leaves four gaps that a moved laptop or a dead peer falls in
    connection is re-established from the new address.
 2. When Dilation gives up on a path it calls ``loseConnection()``, which waits
    until Twisted's write buffer drains: never, on a dead path. We abort a
-   connection still closing after a grace period. Nothing is lost: Dilation
+   connection still closing after ``CLOSE_GRACE``. Nothing is lost: Dilation
    replays unacknowledged records on the next generation.
 3. The mailbox WebSocket pings every 30 s and waits 60 s for the answer,
    whatever Dilation's interval. We use Dilation's rule for it too: a ping
@@ -37,11 +37,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from fowld.defaults import DEFAULT_PING_INTERVAL
+
 log = Logger()
 
-DEFAULT_PING_INTERVAL = 30.0  # magic-wormhole's Dilation default
 CHECK_INTERVAL = 1.0  # seconds between checks
-MAX_CLOSE_GRACE = 10.0  # a closing connection is aborted after min(ping interval, this)
+CLOSE_GRACE = 2.0  # seconds a peer connection may take to close before it is aborted
 PEER_TIMEOUT_INTERVALS = 10  # default peer_timeout, in ping intervals (300 s by default)
 
 
@@ -103,7 +104,6 @@ class Liveness(Service):
         self._dilated = dilated
         self.ping_interval = ping_interval or DEFAULT_PING_INTERVAL
         self.peer_timeout = peer_timeout or PEER_TIMEOUT_INTERVALS * self.ping_interval
-        self.close_grace = min(self.ping_interval, MAX_CLOSE_GRACE)
         self._on_peer_lost = on_peer_lost
         self._peer_lost_reported = False
         self._down_since: float | None = None  # no usable peer connection since then
@@ -172,10 +172,8 @@ class Liveness(Service):
             return True
         if self._closing is None or self._closing[0] is not transport:
             self._closing = (transport, now)
-        elif now - self._closing[1] >= self.close_grace:
-            log.warn(
-                "peer connection still closing after {grace:.0f} s: dropping it", grace=self.close_grace
-            )
+        elif now - self._closing[1] >= CLOSE_GRACE:
+            log.warn("peer connection still closing after {grace:.0f} s: dropping it", grace=CLOSE_GRACE)
             transport.abortConnection()
             self._closing = None
         return False

@@ -24,10 +24,11 @@ from wormhole import create as create_wormhole
 from wormhole.errors import LonelyError, WrongPasswordError
 
 from fowld import compat, events
-from fowld.defaults import APP_ID, DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
+from fowld.defaults import APP_ID, DEFAULT_MAILBOX, DEFAULT_PING_INTERVAL, DEFAULT_TRANSIT_RELAY
 from fowld.endpoints import Address, parse_connect, parse_listen
 from fowld.forwarder import Forwarder, ForwardingError
 from fowld.limits import Limits
+from fowld.liveness import watch_session_paths
 from fowld.nodelay import set_nodelay_on_dilation
 from fowld.status import MailboxState, Path, PeerState, Phase, SessionStatus
 
@@ -66,7 +67,9 @@ class SessionConfig:
     transit_relay: str | None = DEFAULT_TRANSIT_RELAY
     code_length: int = 2
     relay_only: bool = False  # never offer or use direct connections (Dilation no_listen)
-    ping_interval: float | None = None  # Dilation's keep-alive; None: magic-wormhole's 30 s
+    ping_interval: float = DEFAULT_PING_INTERVAL  # Dilation's keep-alive
+    # end the session after this long without any peer connection (None: never)
+    peer_lost_timeout: float | None = None
     limits: Limits = field(default_factory=Limits)
 
 
@@ -100,6 +103,7 @@ class Session(Service):
         self._sent_closing = False
         self._ping_ids = itertools.count(1)
         self._silence_timer = None
+        self._silent_connection: tuple[float, float] | None = None  # (connected_at, expires_at)
 
     # observing ---------------------------------------------------------------
 
@@ -150,9 +154,18 @@ class Session(Service):
             transit_relay_location=self.config.transit_relay,
             no_listen=self.config.relay_only,
             on_status_update=self._dilation_status,
-            ping_interval=self.config.ping_interval,
+            ping_interval=self.config.ping_interval or DEFAULT_PING_INTERVAL,
         )
         self.forwarder.attach(self._dilated)
+        watch_session_paths(
+            self._reactor,
+            w,
+            self._dilated,
+            self.config.ping_interval or DEFAULT_PING_INTERVAL,
+            until=self.when_closed(),
+            on_peer_lost=self._peer_lost if self.config.peer_lost_timeout else None,
+            peer_timeout=self.config.peer_lost_timeout,
+        )
         w.get_welcome().addCallbacks(self._got_welcome, self._ignore_closed)
         w.get_code().addCallbacks(self._got_code, self._ignore_closed)
         d = DeferredList([w.get_verifier(), w.get_versions()], fireOnOneErrback=True, consumeErrors=True)
@@ -238,13 +251,25 @@ class Session(Service):
             "generation": status.generation,
         }
         self._cancel_silence_timer()
-        if isinstance(peer, wstatus.ConnectedPeer):
+        if isinstance(peer, wstatus.ConnectedPeer) and self._silent_connection == (
+            peer.connected_at,
+            peer.expires_at,
+        ):
+            # Dilation re-announces the connection we found silent (e.g. with a new
+            # generation number) before it has a new one: still reconnecting.
+            changes["peer"] = PeerState.RECONNECTING
+        elif isinstance(peer, wstatus.ConnectedPeer):
+            self._silent_connection = None
             changes["hint"] = peer.hint_description
             changes["path"] = Path.RELAY if "relay" in peer.hint_description else Path.DIRECT
             # The manager adopts the new connection right after this callback.
             self._reactor.callLater(0, set_nodelay_on_dilation, self._dilated)
             self._watch_for_silence(peer)
         self._update(**changes)
+
+    def _peer_lost(self, reason: str) -> None:
+        # the peer is gone: nobody will answer our "closing", so do not wait long for it
+        self.close(timeout=2.0, reason=reason)
 
     def _watch_for_silence(self, peer: wstatus.ConnectedPeer) -> None:
         """Report a peer that stopped answering keep-alives.
@@ -255,11 +280,12 @@ class Session(Service):
         until the peer came back.
         """
         delay = max(0.0, peer.expires_at - self._reactor.seconds()) + SILENCE_GRACE
-        self._silence_timer = self._reactor.callLater(delay, self._peer_silent, delay)
+        self._silence_timer = self._reactor.callLater(delay, self._peer_silent, peer, delay)
 
-    def _peer_silent(self, waited: float) -> None:
+    def _peer_silent(self, peer: wstatus.ConnectedPeer, waited: float) -> None:
         self._silence_timer = None
         if self._status.peer is PeerState.CONNECTED:
+            self._silent_connection = (peer.connected_at, peer.expires_at)
             reason = f"no keep-alive from the peer for {waited:.0f} s"
             self._update(peer=PeerState.RECONNECTING, reason=reason)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.protocols.basic import LineOnlyReceiver
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -32,6 +32,7 @@ from fowld.session import Session, SessionError
 from fowld.status import SessionStatus
 
 MAX_LINE = 65536
+MAX_CLOSE_TIMEOUT = 3600
 
 
 class CommandError(ValueError):
@@ -79,6 +80,10 @@ _COMMANDS: dict[str, tuple[Field, ...]] = {
 _PORT_FIELDS = {"local_listen_port", "remote_connect_port", "local_connect_port", "remote_listen_port"}
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def parse_command(line: bytes | str) -> dict:
     """Validate one input line; returns the command as a dict with a "kind"."""
     if isinstance(line, bytes):
@@ -87,9 +92,11 @@ def parse_command(line: bytes | str) -> dict:
         except UnicodeDecodeError:
             raise CommandError("line is not UTF-8") from None
     try:
-        command = json.loads(line)
+        command = json.loads(line, parse_constant=_refuse_constant)
     except ValueError as e:
         raise CommandError(f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise CommandError("invalid JSON: nested too deeply") from None
     if not isinstance(command, dict):
         raise CommandError(f"expected a JSON object, got {type(command).__name__}")
     kind = command.get("kind")
@@ -108,6 +115,9 @@ def parse_command(line: bytes | str) -> dict:
             raise CommandError(f'{kind}: "{field.name}" has the wrong type ({type(value).__name__})')
         if field.name in _PORT_FIELDS:
             _port(value, field.name)
+    timeout = command.get("timeout")
+    if kind == "session-close" and timeout is not None and not 0 <= timeout <= MAX_CLOSE_TIMEOUT:
+        raise CommandError(f'session-close: "timeout" must be 0-{MAX_CLOSE_TIMEOUT} seconds')
     if kind == "allocate-code" and command.get("length") is not None and not 1 <= command["length"] <= 32:
         raise CommandError('allocate-code: "length" must be 1-32')
     return command
@@ -177,24 +187,25 @@ def render_status(status: SessionStatus) -> dict:
 
 
 @implementer(IHalfCloseableProtocol)
-class StdioController(LineOnlyReceiver):
+class StdioController(Protocol):
     """Reads commands from stdin, writes events to stdout, for one session."""
-
-    delimiter = b"\n"
-    MAX_LENGTH = MAX_LINE
 
     def __init__(self, session: Session, on_done: Callable[[int], None]):
         self._session = session
         self._on_done = on_done
         self._watching = False
         self._line_number = 0
-        self._exit_code = 0
+        self._buffer = b""
+        self._discarding = False  # inside a line that was too long: drop it up to its end
         session.subscribe(self._event)
         session.when_closed().addCallback(self._closed)
 
     def send(self, message: dict) -> None:
         if self.transport is not None:
             self.transport.write(json.dumps(message).encode("utf-8") + b"\n")
+
+    def _error(self, message: str) -> None:
+        self.send({"kind": "error", "message": f"line {self._line_number}: {message}"})
 
     def _event(self, event: events.Event) -> None:
         if isinstance(event, events.StatusChanged):
@@ -204,18 +215,32 @@ class StdioController(LineOnlyReceiver):
         for line in render_event(event):
             self.send(line)
 
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self._line_number += 1
-        self.send({"kind": "error", "message": f"line {self._line_number}: longer than {MAX_LINE} bytes"})
+    def dataReceived(self, data: bytes) -> None:
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        for line in lines:
+            if self._discarding:
+                self._discarding = False  # the end of the over-long line
+                continue
+            self._line_number += 1
+            if len(line) > MAX_LINE:
+                self._error(f"longer than {MAX_LINE} bytes")
+            else:
+                self._line(line)
+        if len(self._buffer) > MAX_LINE and not self._discarding:
+            self._line_number += 1
+            self._error(f"longer than {MAX_LINE} bytes")
+            self._discarding = True
+        if self._discarding:
+            self._buffer = b""
 
-    def lineReceived(self, line: bytes) -> None:
-        self._line_number += 1
+    def _line(self, line: bytes) -> None:
         if not line.strip():
             return
         try:
             self._run(parse_command(line))
         except (CommandError, SessionError, ForwardingError, EndpointError) as e:
-            self.send({"kind": "error", "message": f"line {self._line_number}: {e}"})
+            self._error(str(e))
 
     def _run(self, command: dict) -> None:
         kind, session = command["kind"], self._session
@@ -276,4 +301,4 @@ class StdioController(LineOnlyReceiver):
         self._session.close(reason="stdio closed")
 
     def _closed(self, result: str) -> None:
-        self._on_done(self._exit_code)
+        self._on_done(0)

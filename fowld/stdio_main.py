@@ -8,7 +8,12 @@ from twisted.internet import reactor as default_reactor
 from twisted.internet import stdio
 from twisted.internet.defer import ensureDeferred
 
-from fowld.defaults import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
+from fowld.defaults import (
+    DEFAULT_MAILBOX,
+    DEFAULT_PEER_LOST_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_TRANSIT_RELAY,
+)
 from fowld.session import Session, SessionConfig
 from fowld.stdio import StdioController
 
@@ -20,7 +25,10 @@ def config_from_args(args: argparse.Namespace, mailbox_url: str | None = None) -
         transit_relay=None if relay.lower() == "none" else relay,
         code_length=args.code_length,
         relay_only=args.relay_only,
-        ping_interval=args.ping_interval,
+        ping_interval=args.ping_interval or DEFAULT_PING_INTERVAL,
+        peer_lost_timeout=(
+            DEFAULT_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout or None
+        ),
     )
 
 

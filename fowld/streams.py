@@ -121,6 +121,7 @@ class StreamTable:
         self._limits = limits
         self._emit = emit
         self._streams: dict[int, Stream] = {}
+        self._reserved = 0
         self._next_id = 1
         self._dirty: dict[int, Stream] = {}
         self._timer = None
@@ -132,7 +133,17 @@ class StreamTable:
         return iter(list(self._streams.values()))
 
     def has_room(self) -> bool:
-        return len(self._streams) < self._limits.max_streams
+        return len(self._streams) + self._reserved < self._limits.max_streams
+
+    def reserve(self) -> bool:
+        """Hold a place for a stream whose opening message has not arrived yet."""
+        if not self.has_room():
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        self._reserved -= 1
 
     def open(self, name: str, direction: events.Direction) -> Stream:
         stream = Stream(self, self._next_id, name, direction)

@@ -36,17 +36,13 @@ class _TunnelEnd(Protocol):
                 self.waiting_data(data)
             return
         try:
-            messages = self._reader.feed(data)
+            message = self._reader.read_one(data)
         except wire.ProtocolError as e:
             self.handshake_failed(f"malformed handshake: {e}")
             return
-        if not messages:
-            return
-        if len(messages) > 1:
-            self.handshake_failed("more than one handshake message")
-            return
-        self._handshaking = False
-        self.handshake(messages[0], self._reader.take_rest())
+        if message is not None:
+            self._handshaking = False
+            self.handshake(message, self._reader.take_rest())
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
@@ -93,6 +89,12 @@ class OutgoingTunnel(_TunnelEnd):
 class IncomingTunnel(_TunnelEnd):
     _timeout = None
     _early = b""
+    _reserved = False  # holds a place in the stream table until the stream opens
+
+    def _release(self) -> None:
+        if self._reserved:
+            self._reserved = False
+            self._forwarder.streams.release()
 
     def __init__(self, forwarder: Forwarder):
         self._forwarder = forwarder
@@ -100,9 +102,11 @@ class IncomingTunnel(_TunnelEnd):
     def connectionMade(self) -> None:
         super().connectionMade()
         limits = self._forwarder.limits
-        if not self._forwarder.streams.has_room():
+        # Count the stream from its first byte, so opens held back cannot pass the limit.
+        if not self._forwarder.streams.reserve():
             self._refuse_unaccounted(f"too many streams (limit {limits.max_streams})")
             return
+        self._reserved = True
         self._timeout = self._forwarder.reactor.callLater(
             limits.stream_open_timeout, self.handshake_failed, "no opening message in time"
         )
@@ -113,6 +117,7 @@ class IncomingTunnel(_TunnelEnd):
 
     def _refuse_unaccounted(self, reason: str, name: str | None = None) -> None:
         """Refuse before a stream exists (limits, garbage): an event, no stream id."""
+        self._release()
         self._refused, self._handshaking = True, False
         self._forwarder.emit(events.Refused("stream", name, reason))
         self.transport.write(wire.StreamReply(False, reason).encode())
@@ -121,7 +126,7 @@ class IncomingTunnel(_TunnelEnd):
     def handshake_failed(self, reason: str) -> None:
         self._cancel_timeout()
         if self.stream is not None:
-            self.stream.fail(reason)
+            self._refuse_stream(reason)
         else:
             self._refuse_unaccounted(reason)
 
@@ -132,23 +137,38 @@ class IncomingTunnel(_TunnelEnd):
         except wire.ProtocolError as e:
             self._refuse_unaccounted(f"malformed opening message: {e}")
             return
+        self._release()
         self.stream = self._forwarder.streams.open(request.name, events.Direction.INCOMING)
         self.stream.tunnel = self
         target, refusal = self._forwarder.service_target(request.name, request.listen_port)
         if refusal is not None:
-            self._forwarder.emit(events.Refused("stream", request.name, refusal))
-            self.transport.write(wire.StreamReply(False, refusal).encode())
-            self.stream.fail(refusal, refused=True)
+            self._refuse_stream(refusal)
             return
-        self._early = rest  # the peer should wait for our reply; keep what it sent anyway
+        self._early = b""
+        if rest:
+            self.waiting_data(rest)  # the peer should wait for our reply; keep what it sent anyway
+            if self.stream.refused or not self.connected:
+                return
         factory = Factory.forProtocol(lambda: LocalEnd(self.stream))
         d = client_endpoint(self._forwarder.reactor, target).connect(factory)
         d.addCallbacks(self._connected, self._connect_failed)
+
+    def _refuse_stream(self, reason: str) -> None:
+        """Refuse a stream that exists (it has an id): tell the peer why, then close it."""
+        if not self.stream.splicing and self.connected:
+            self._forwarder.emit(events.Refused("stream", self.stream.name, reason))
+            self.transport.write(wire.StreamReply(False, reason).encode())
+        self.stream.fail(reason, refused=not self.stream.splicing)
 
     def waiting_data(self, data: bytes) -> None:
         self._early += data
         if len(self._early) > self._forwarder.limits.early_data_limit:
             self.handshake_failed("too much data sent before the stream was accepted")
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._cancel_timeout()
+        self._release()
+        super().connectionLost(reason)
 
     def _connected(self, local: LocalEnd) -> None:
         if self.stream.refused or not self.connected:
@@ -160,10 +180,7 @@ class IncomingTunnel(_TunnelEnd):
             self.stream.from_tunnel(self._early)
 
     def _connect_failed(self, failure: Failure) -> None:
-        reason = f"cannot connect to service: {failure.getErrorMessage()}"
-        if self.connected:
-            self.transport.write(wire.StreamReply(False, reason).encode())
-        self.stream.fail(reason, refused=True)
+        self._refuse_stream(f"cannot connect to service: {failure.getErrorMessage()}")
 
 
 class IncomingTunnelFactory(Factory):

@@ -65,6 +65,21 @@ class FrameReader:
             messages.append(_decode(body))
         return messages
 
+    def read_one(self, data: bytes) -> dict | None:
+        """The first complete message, if there is one yet; what follows it stays buffered.
+
+        For handshakes: after the opening message a stream carries raw bytes,
+        which must not be parsed as frames.
+        """
+        self._buffer += data
+        if len(self._buffer) < 2:
+            return None
+        (length,) = _LENGTH.unpack_from(self._buffer)
+        if len(self._buffer) < 2 + length:
+            return None
+        body, self._buffer = self._buffer[2 : 2 + length], self._buffer[2 + length :]
+        return _decode(body)
+
     def take_rest(self) -> bytes:
         """Bytes after the last complete message (stream data that followed a header)."""
         rest, self._buffer = self._buffer, b""

@@ -297,6 +297,11 @@ def fowld_argv(topology: Topology, ping_interval: float | None, *extra: str) -> 
     return argv
 
 
+def peer_environment() -> dict[str, str]:
+    """The environment for fowld in a namespace: it must offer its real addresses to the peer."""
+    return {k: v for k, v in os.environ.items() if k != "FOWL_DIRECT_ADDRESSES"}
+
+
 def traffic_argv(*args: str | int | float) -> list[str]:
     """This file run as one of the traffic programs."""
     return [sys.executable, str(Path(__file__).resolve()), *map(str, args)]
@@ -342,6 +347,8 @@ def source(port: int, total: int, rate: float) -> None:
             ahead = started + sent / rate - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
+            elif ahead < -1.0:
+                started -= ahead + 1.0  # after a stall, no burst of more than a second's worth
     _say(done=True, sent=sent, sha256=digest.hexdigest())
 
 

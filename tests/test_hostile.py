@@ -9,6 +9,7 @@ as unhandled, and that the declared service still works afterwards.
 
 from __future__ import annotations
 
+import collections
 import gc
 import hashlib
 import json
@@ -59,7 +60,6 @@ class Echo(Protocol):
 class Scene:
     session: Session
     peer: HostilePeer
-    echo_port: int
     service_request: RawChannel  # the control channel our side opened to offer "echo"
     seen: list = field(default_factory=list)  # every session event
     logged_errors: list = field(default_factory=list)
@@ -70,23 +70,42 @@ class Scene:
     def of_type(self, kind: type) -> list:
         return [e for e in self.seen if isinstance(e, kind)]
 
-    async def echo_round_trip(self, size: int = 1 << 20) -> None:
-        """A legitimate stream to ``echo``: every byte comes back, hashes match."""
-        channel = await self.peer.open(STREAM)
-        channel.send(frame({"unique-name": "echo"}))
-        assert await channel.next_frame() == {"connected": True}
-        payload = os.urandom(size)
-        channel.send(payload)
-        returned = await channel.read_exactly(size, timeout=STEP)
-        assert hashlib.sha256(returned).hexdigest() == hashlib.sha256(payload).hexdigest()
-        channel.close()
-        await channel.wait_closed()
+    async def echo_round_trip(self) -> None:
+        await _echo_round_trip(self.peer)
 
     def assert_quiet(self) -> None:
         """Nothing logged as an error: no unhandled exception, no failed Deferred."""
         gc.collect()  # unhandled Deferred failures are logged when collected
         assert self.logged_errors == [], "\n".join(self.logged_errors)
         assert self.session.status.phase.value == "connected", self.session.status
+
+
+async def _echo_round_trip(peer: HostilePeer, size: int = 1 << 20) -> None:
+    """A legitimate stream to ``echo``: every byte comes back, hashes match."""
+    channel = await peer.open(STREAM)
+    channel.send(frame({"unique-name": "echo"}))
+    assert await channel.next_frame() == {"connected": True}
+    payload = os.urandom(size)
+    channel.send(payload)
+    returned = await channel.read_exactly(size, timeout=STEP)
+    assert hashlib.sha256(returned).hexdigest() == hashlib.sha256(payload).hexdigest()
+    channel.close()
+    await channel.wait_closed()
+
+
+async def _flood(peer: HostilePeer, count: int) -> tuple[int, set[str]]:
+    """Open ``count`` streams to ``echo`` at once, then close them; (accepted, refusal reasons)."""
+    channels = []
+    for _ in range(count):
+        channel = await peer.open(STREAM)
+        channel.send(frame({"unique-name": "echo"}))
+        channels.append(channel)
+    replies = [await channel.next_frame() for channel in channels]
+    for channel in channels:
+        channel.close()
+    for channel in channels:
+        await channel.wait_closed()
+    return sum(r["connected"] for r in replies), {r["reason"] for r in replies if not r["connected"]}
 
 
 def _error_observer(sink: list) -> Callable[[dict], None]:
@@ -125,7 +144,7 @@ async def scene(mailbox):
             "listen-port": None,
         }
         await until(lambda: session.status.phase.value == "connected", "session not connected")
-        yield Scene(session, peer, echo.getHost().port, request, seen, logged)
+        yield Scene(session, peer, request, seen, logged)
     finally:
         if peer is not None:
             await peer.close()
@@ -185,7 +204,8 @@ async def test_bad_stream_opening_is_refused_on_the_wire(scene, opening, reason)
         (raw_frame(b"\xa3ab"), "undecodable msgpack"),  # a string cut short
         (raw_frame(b"\xa2\xff\xfe"), "undecodable msgpack"),  # a string that is not UTF-8
         (raw_frame(b"\x81\x01\x02"), "undecodable msgpack"),  # a map with an integer key
-        (frame({"unique-name": "nope"}) + frame({"unique-name": "echo"}), "more than one"),
+        # what follows the opening message is stream data, not a second opening message
+        (frame({"unique-name": "nope"}) + frame({"unique-name": "echo"}), "no service named 'nope'"),
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -305,7 +325,8 @@ async def test_opens_held_back_before_their_opening_messages_respect_the_limit(s
     count = 3 * LIMITS.max_streams
     channels = [await scene.peer.open(STREAM) for _ in range(count)]
     for channel in channels:
-        channel.send(frame({"unique-name": "echo"}))
+        if channel.connected:  # those over the limit may be refused and closed already
+            channel.send(frame({"unique-name": "echo"}))
     replies = [await channel.next_frame() for channel in channels]
     accepted = sum(1 for r in replies if r["connected"])
     assert accepted <= LIMITS.max_streams, f"{accepted} streams accepted, limit {LIMITS.max_streams}"
@@ -313,6 +334,28 @@ async def test_opens_held_back_before_their_opening_messages_respect_the_limit(s
     for channel in channels:
         channel.close()
     await until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
+    scene.assert_quiet()
+
+
+def _live_objects() -> collections.Counter:
+    gc.collect()
+    return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+@pytest_twisted.ensureDeferred
+async def test_repeated_floods_leave_nothing_behind(scene):
+    """After each flood is over, no kind of object is left accumulating in our process."""
+    flood = 10 * LIMITS.max_streams
+    await _flood(scene.peer, flood)  # the first flood may warm caches up
+    scene.seen.clear()
+    before = _live_objects()
+    for _ in range(3):
+        accepted, _ = await _flood(scene.peer, flood)
+        assert accepted == LIMITS.max_streams
+        await until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
+    scene.seen.clear()
+    grown = {kind: n - before[kind] for kind, n in _live_objects().items() if n - before[kind] > 50}
+    assert grown == {}, f"after {3 * flood} more opens, these grew: {grown}"
     scene.assert_quiet()
 
 
@@ -397,6 +440,18 @@ async def test_malformed_control_message_closes_that_channel(scene, data, reason
     assert reason in refusal.reason
     assert scene.of_type(events.ClientListening) == []
     await scene.echo_round_trip()
+    scene.assert_quiet()
+
+
+@pytest_twisted.ensureDeferred
+async def test_partial_control_frame_holds_only_that_channel(scene):
+    channel = await scene.peer.open(CONTROL)
+    channel.send(raw_frame(b"\x83" + b"\xa1k" * 1000, declared_length=65535))  # never completed
+    await scene.echo_round_trip()
+    other = await scene.peer.open(CONTROL)
+    other.send(_request("wanted"))
+    assert (await other.next_frame())["listening"] is True
+    assert channel.connected and bytes(channel.received) == b""
     scene.assert_quiet()
 
 
@@ -513,22 +568,8 @@ def _rss_kib(pid: int) -> int:
 
 def _lines(processes, process) -> list[dict]:
     out, _ = processes.output(process)
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-async def _flood(peer: HostilePeer, count: int) -> tuple[int, set[str]]:
-    """Open ``count`` streams to ``echo`` at once, then close them; (accepted, refusal reasons)."""
-    channels = []
-    for _ in range(count):
-        channel = await peer.open(STREAM)
-        channel.send(frame({"unique-name": "echo"}))
-        channels.append(channel)
-    replies = [await channel.next_frame() for channel in channels]
-    for channel in channels:
-        channel.close()
-    for channel in channels:
-        await channel.wait_closed()
-    return sum(r["connected"] for r in replies), {r["reason"] for r in replies if not r["connected"]}
+    complete = out.split("\n")[:-1]  # the last piece may still be being written
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 @pytest_twisted.ensureDeferred
@@ -556,8 +597,7 @@ async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, proces
         request = await peer.incoming_control()
         assert (await request.next_frame())["unique-name"] == "echo"
         request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-        scene = Scene(None, peer, echo.getHost().port, request)
-        await scene.echo_round_trip()  # warm up before the first measurement
+        await _echo_round_trip(peer)  # warm up before the first measurement
         before = _rss_kib(fowld.pid)
         limit = Limits().max_streams
         rss = []
@@ -567,14 +607,14 @@ async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, proces
             assert reasons == {f"too many streams (limit {limit})"}
             await sleep(0.5)  # let the process finish its closing work
             rss.append(_rss_kib(fowld.pid))
-        await scene.echo_round_trip(4 << 20)
+        await _echo_round_trip(peer, 4 << 20)
         assert fowld.poll() is None, processes.describe(fowld)
         # One flood may grow the heap once; later floods must reuse it, not add to it.
         assert rss[-1] - rss[0] < 8 * 1024, f"RSS {before} KiB before, then {rss} KiB"
         assert max(rss) - before < 64 * 1024, f"RSS {before} KiB before, then {rss} KiB"
         await peer.close()
         peer = None
-        assert await until(lambda: fowld.poll() is not None, "fowld did not exit", STEP) is not None
+        await until(lambda: fowld.poll() is not None, "fowld did not exit", STEP)
         assert fowld.returncode == 0, processes.describe(fowld)
         lines = _lines(processes, fowld)
         assert lines[-1]["kind"] == "closed"

@@ -18,6 +18,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     """Serve ``org.fowl.Fowld1`` until SIGTERM; returns the process exit status."""
     from fowld.daemon.app import run
     from fowld.daemon.supervisor import SessionOptions
+    from fowld.defaults import DAEMON_PEER_LOST_TIMEOUT
     from fowld.profiles import profiles_dir
 
     for name in _STDIO_ONLY:
@@ -25,6 +26,8 @@ def run_daemon(args: argparse.Namespace) -> int:
             option = "--" + name.replace("_", "-")
             log.warn("{option} is ignored by the daemon: each profile names its own", option=option)
     timeout = getattr(args, "peer_lost_timeout", None)
+    if timeout is None:
+        timeout = DAEMON_PEER_LOST_TIMEOUT
     if timeout is not None and not 0 <= timeout <= 86400:
         print("fowld: --peer-lost-timeout must be 0-86400 seconds", file=sys.stderr)
         return 2
