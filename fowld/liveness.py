@@ -15,9 +15,10 @@ magic-wormhole 0.24 leaves four gaps that a moved laptop or a dead peer falls in
 3. The mailbox WebSocket pings every 30 s and waits 60 s for the answer,
    whatever Dilation's interval. We use Dilation's rule for it too: a ping
    every interval, dead when the answer is one interval late.
-4. A peer that died never says so. With no peer connection for
-   ``peer_timeout`` seconds we call ``on_peer_lost`` once, so the owner can
-   end the session and free its listeners.
+4. A peer that died never says so. With no working peer connection (none at
+   all, or one the session found silent) for ``peer_timeout`` seconds we call
+   ``on_peer_lost`` once, so the owner can end the session and free its
+   listeners (or start afresh to meet a restarted peer).
 
 All checks run once a second and cost a few attribute reads and, per live
 connection, one ``bind()`` of a throwaway socket. The private attributes of
@@ -98,8 +99,10 @@ class Liveness(Service):
         ping_interval: float | None = None,
         peer_timeout: float | None = None,
         on_peer_lost: Callable[[str], object] | None = None,
+        peer_connected: Callable[[], bool] = lambda: True,
     ):
         self._reactor = reactor
+        self._peer_connected = peer_connected  # the session's view: False once the peer went silent
         self._wormhole = wormhole
         self._dilated = dilated
         self.ping_interval = ping_interval or DEFAULT_PING_INTERVAL
@@ -126,7 +129,7 @@ class Liveness(Service):
             now = self._reactor.seconds()
             self._check_mailbox()
             transport = dilation_transport(self._dilated)
-            usable = transport is not None and self._check_dilation(transport, now)
+            usable = transport is not None and self._check_dilation(transport, now) and self._peer_connected()
             self._check_peer(usable, now)
         except Exception:
             # a failed check must not end the LoopingCall: later checks may still work
@@ -201,9 +204,12 @@ def watch_session_paths(
     until: Deferred,
     on_peer_lost: Callable[[str], object] | None = None,
     peer_timeout: float | None = None,
+    peer_connected: Callable[[], bool] = lambda: True,
 ) -> Liveness:
     """Start a ``Liveness`` for one session; it stops by itself when ``until`` fires."""
-    liveness = Liveness(reactor, wormhole, dilated, ping_interval, peer_timeout, on_peer_lost)
+    liveness = Liveness(
+        reactor, wormhole, dilated, ping_interval, peer_timeout, on_peer_lost, peer_connected
+    )
     liveness.startService()
 
     def stop(result: object) -> object:

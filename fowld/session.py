@@ -104,6 +104,7 @@ class Session(Service):
         self._ping_ids = itertools.count(1)
         self._silence_timer = None
         self._silent_connection: tuple[float, float] | None = None  # (connected_at, expires_at)
+        self._lost_peer = False
 
     # observing ---------------------------------------------------------------
 
@@ -165,6 +166,7 @@ class Session(Service):
             until=self.when_closed(),
             on_peer_lost=self._peer_lost if self.config.peer_lost_timeout else None,
             peer_timeout=self.config.peer_lost_timeout,
+            peer_connected=lambda: self._status.peer is PeerState.CONNECTED,
         )
         w.get_welcome().addCallbacks(self._got_welcome, self._ignore_closed)
         w.get_code().addCallbacks(self._got_code, self._ignore_closed)
@@ -268,7 +270,9 @@ class Session(Service):
         self._update(**changes)
 
     def _peer_lost(self, reason: str) -> None:
-        # the peer is gone: nobody will answer our "closing", so do not wait long for it
+        # A failure: the session ends without its peer (a supervisor may start it afresh).
+        # Nobody will answer our "closing", so do not wait long for it.
+        self._lost_peer = True
         self.close(timeout=2.0, reason=reason)
 
     def _watch_for_silence(self, peer: wstatus.ConnectedPeer) -> None:
@@ -388,7 +392,9 @@ class Session(Service):
                 final = "happy"
                 if isinstance(outcome, list) and outcome and outcome[-1][0]:
                     final = outcome[-1][1] or "happy"
-            if self._status.phase is not Phase.FAILED:
+            if self._lost_peer:
+                self._update(phase=Phase.FAILED)
+            elif self._status.phase is not Phase.FAILED:
                 self._update(phase=Phase.CLOSED)
             self._emit(events.Closed(final))
             self._closed.callback(final)

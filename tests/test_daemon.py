@@ -27,16 +27,12 @@ from typing import Any
 
 import pytest
 from servers import ProcessGroup, free_port
-from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 
 from fowld.daemon.errors import SessionNotFound
-from fowld.daemon.peerwatch import PeerWatch
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.supervisor import Mode, should_restart
 from fowld.daemon.values import escape_path_element
 from fowld.profiles import RestartPolicy
-from fowld.status import Phase
 
 BUS_NAME = "org.fowl.Fowld1"
 MANAGER_PATH = "/org/fowl/Fowld1"
@@ -380,54 +376,6 @@ def test_session_ids_count_up_and_resolve_by_unique_prefix():
         registry.find("web")
     with pytest.raises(SessionNotFound):
         registry.find("nothing")
-
-
-class PingingPeer:
-    """Answers PeerWatch's pings as told: in time, or never (the Deferred times out)."""
-
-    def __init__(self, clock: Clock):
-        self.clock = clock
-        self.answering = True
-        self.pings = 0
-
-    def ping(self, timeout: float) -> Deferred:
-        self.pings += 1
-        d: Deferred = Deferred()
-        if self.answering:
-            self.clock.callLater(0.01, d.callback, 0.01)
-        return d.addTimeout(timeout, self.clock)
-
-
-def test_peer_watch_notices_a_peer_that_is_gone():
-    clock = Clock()
-    peer = PingingPeer(clock)
-    lost: list[str] = []
-    watch = PeerWatch(clock, 10.0, peer.ping, lost.append)
-
-    watch.update(Phase.CONNECTED)
-    clock.pump([1.0] * 60)  # a minute of answered pings
-    assert lost == [] and peer.pings >= 5
-    peer.answering = False  # connected as far as Dilation says, but silent (its follower side)
-    clock.pump([1.0] * 16)
-    assert lost == ["peer did not answer a ping for 10 s"]
-
-    lost.clear()
-    watch = PeerWatch(clock, 10.0, peer.ping, lost.append)
-    watch.update(Phase.RECONNECTING)
-    clock.advance(9.0)
-    watch.update(Phase.CONNECTED)  # came back in time: the clock starts over
-    watch.update(Phase.RECONNECTING)
-    clock.advance(9.0)
-    assert lost == []
-    clock.advance(1.0)
-    assert lost == ["peer unreachable for 10 s"]
-
-    lost.clear()
-    watch = PeerWatch(clock, 10.0, peer.ping, lost.append)
-    watch.update(Phase.RECONNECTING)
-    watch.stop()
-    clock.advance(60.0)
-    assert lost == []
 
 
 # The API as the contract states it: (interface, member, kind, signature).

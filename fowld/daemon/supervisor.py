@@ -29,7 +29,6 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from fowld import events
-from fowld.daemon.peerwatch import PeerWatch
 from fowld.endpoints import Address
 from fowld.forwarder import ForwardingError
 from fowld.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
@@ -100,9 +99,7 @@ class SupervisedSession(Service):
         self._code_waiters: list[Deferred] = []
         self._attempt = 0  # restarts since the last successful connection, for the back-off
         self._closing = False
-        self._ending_reason: str | None = None  # why we end the current engine session ourselves
         self._restart_call: IDelayedCall | None = None
-        self._peer_watch: PeerWatch | None = None
         self._finished: Deferred = Deferred()
         self.result: str | None = None
 
@@ -159,7 +156,6 @@ class SupervisedSession(Service):
 
     def _launch(self) -> None:
         self._restart_call = None
-        self._ending_reason = None
         self.client_failures.clear()
         profile = self.profile
         config = SessionConfig(
@@ -168,10 +164,16 @@ class SupervisedSession(Service):
             code_length=profile.code_length,
             relay_only=self.options.relay_only,
             ping_interval=self.options.ping_interval,
+            # A restartable session whose peer vanished ends (as a failure) so that it can
+            # start afresh and meet the restarted peer, which waits on a fresh mailbox.
+            peer_lost_timeout=(
+                self.options.peer_lost_timeout
+                if should_restart(self.mode, self.profile.restart, failed=True)
+                else None
+            ),
         )
         session = Session(config, self._reactor)
         self.session = session
-        self._peer_watch = self._watch_peer(session)
         session.subscribe(lambda event: self._engine_event(session, event))
         try:
             for spec in self._services.values():
@@ -188,7 +190,6 @@ class SupervisedSession(Service):
             log.failure("session {id}: cannot start", id=self.id)
             self.session = None  # its events no longer concern us
             self._closing = True
-            self._stop_watching()
             session.close(timeout=0)
             self._publish(dataclasses.replace(self.status, phase=Phase.FAILED, reason=f"cannot start: {e}"))
             self._finish("failed")
@@ -198,7 +199,6 @@ class SupervisedSession(Service):
     def close(self, timeout: float | None = None, reason: str = "closed locally") -> Deferred:
         """End the session for good (no restart); fires once it has ended."""
         self._closing = True
-        self._stop_watching()
         if self._restart_call is not None:  # between two engine sessions: nothing to close
             self._restart_call.cancel()
             self._restart_call = None
@@ -251,20 +251,17 @@ class SupervisedSession(Service):
     def _engine_status(self, status: SessionStatus) -> None:
         if status.phase is Phase.CONNECTED:
             self._attempt = 0
-        if self._peer_watch is not None:
-            self._peer_watch.update(status.phase)
         if status.phase in _ENDED and self._will_restart(status):
             return  # shown as "reconnecting" once the engine session has closed
         self._publish(status)
 
     def _will_restart(self, status: SessionStatus) -> bool:
-        failed = status.phase is Phase.FAILED or self._ending_reason is not None
+        failed = status.phase is Phase.FAILED
         return not self._closing and should_restart(self.mode, self.profile.restart, failed)
 
     def _engine_closed(self, session: Session, result: str) -> None:
-        self._stop_watching()
         status = session.status
-        reason = self._ending_reason or status.reason or result
+        reason = status.reason or result
         if not self._will_restart(status):
             self._finish(result)
             return
@@ -281,27 +278,6 @@ class SupervisedSession(Service):
     def _relaunch(self) -> None:
         self.restarts += 1
         self._launch()
-
-    # a vanished peer ---------------------------------------------------------------------------
-
-    def _watch_peer(self, session: Session) -> PeerWatch | None:
-        timeout = self.options.peer_lost_timeout
-        if timeout is None or not should_restart(self.mode, self.profile.restart, failed=True):
-            return None
-        return PeerWatch(self._reactor, timeout, lambda t: session.ping(timeout=t), self._peer_lost)
-
-    def _stop_watching(self) -> None:
-        if self._peer_watch is not None:
-            self._peer_watch.stop()
-            self._peer_watch = None
-
-    def _peer_lost(self, reason: str) -> None:
-        if self._closing or self.session is None:
-            return
-        self._ending_reason = reason
-        log.warn("session {id}: {reason}; restarting", id=self.id, reason=reason)
-        # The peer is gone: waiting long for its goodbye is pointless.
-        self.session.close(timeout=1.0, reason=reason)
 
     # forwarding --------------------------------------------------------------------------------
 
