@@ -12,7 +12,12 @@
    connection paused for good: every other stream stalls. We drop it from the
    set on close, resuming the connection if it was the last one paused.
 
-3. Which addresses are advertised for direct connections. Dilation offers the
+3. When the wormhole failed (a "crowded" or reused code, an unwelcome server)
+   its Boss is already closed when Dilation finishes stopping and reports
+   ``closed`` again; 0.24 has no transition for that and logs an unhandled
+   NoTransition. We let a closed Boss ignore it.
+
+4. Which addresses are advertised for direct connections. Dilation offers the
    peer every address of every interface. ``advertise_direct_addresses`` narrows
    that list (for example to 127.0.0.1 when both peers share one machine, or to
    the one interface a LAN deployment should use).
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from wormhole._boss import Boss
 from wormhole._dilation.connection import DilatedConnectionProtocol
 from wormhole._dilation.connector import Connector
 from wormhole._dilation.inbound import Inbound
@@ -59,9 +65,18 @@ def advertise_direct_addresses(addresses: Sequence[str] | None) -> None:
     _direct_addresses = tuple(addresses) if addresses is not None else None
 
 
+def _let_closed_boss_ignore_closed() -> None:
+    closed_state, closed_input = Boss.__dict__["S4_closed"], Boss.__dict__["closed"]
+    try:
+        closed_state.upon(closed_input, enter=closed_state, outputs=[])
+    except ValueError:
+        pass  # this magic-wormhole already allows it
+
+
 def install() -> None:
     if not hasattr(DilatedConnectionProtocol, "pauseProducing"):
         DilatedConnectionProtocol.pauseProducing = _pause
         DilatedConnectionProtocol.resumeProducing = _resume
     Inbound.subchannel_closed = _subchannel_closed
+    _let_closed_boss_ignore_closed()
     Connector._get_listener_addresses = _listener_addresses

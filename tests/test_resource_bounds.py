@@ -23,7 +23,7 @@ import pytest
 import pytest_twisted
 from hostile_peer import CONTROL, HostilePeer, RawChannel, frame, until
 from servers import LOOPBACK, ProcessGroup
-from stdio_peer import StdioPeer, explained, pair, start_ours, wait_dilated
+from stdio_peer import explained, pair, start_ours, wait_dilated
 from test_hostile import Echo, _echo_round_trip, _flood, _lines, _request, _rss_kib
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -131,7 +131,9 @@ async def test_endless_stream_opens_keep_memory_bounded(target, attempts):
         return refusals if len(refusals) == attempts - accepted else None
 
     refused = await until(all_refusals, "not every refusal reported")
-    assert {m["message"] for m in refused} == {f"refused stream: too many streams (limit {LIMITS.max_streams})"}
+    assert {m["message"] for m in refused} == {
+        f"refused stream: too many streams (limit {LIMITS.max_streams})"
+    }
     print(f"\n{attempts} stream opens in {elapsed:.1f}s: RSS {before} -> {after} KiB ({after - before:+d})")
     assert after - before < RSS_BOUND_KIB, f"RSS {before} KiB before, {after} KiB after {attempts} opens"
 
@@ -174,7 +176,9 @@ async def test_endless_listener_requests_keep_memory_bounded(target, attempts):
     assert (await channel.next_frame())["listening"] is True
     await _echo_round_trip(target.peer, 4 << 20)
     after = target.rss_kib()
-    print(f"\n{attempts} listener requests in {elapsed:.1f}s: RSS {before} -> {after} KiB ({after - before:+d})")
+    print(
+        f"\n{attempts} listener requests in {elapsed:.1f}s: RSS {before} -> {after} KiB ({after - before:+d})"
+    )
     assert after - before < RSS_BOUND_KIB, f"RSS {before} KiB before, {after} KiB after {attempts} requests"
 
 
@@ -254,7 +258,11 @@ def read_slowly_then_fast(port: int, size: int, slow_seconds: float, poll: Calla
         pytest.param(
             1000 * MB,
             id="1GB",
-            marks=[pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.skipif(not SLOW, reason=SLOW_REASON)],
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.timeout(900),
+                pytest.mark.skipif(not SLOW, reason=SLOW_REASON),
+            ],
         ),
     ],
 )
@@ -288,10 +296,14 @@ def test_slow_local_reader_keeps_both_sides_small(processes, mailbox, size):
         growth = {label: max(samples[label]) - baseline[label] for label in peers}
         print(
             f"\n{size // MB} MB in {elapsed:.1f}s ({len(samples['sender'])} samples): "
-            + ", ".join(f"{label} RSS {baseline[label]} KiB, max growth {growth[label]} KiB" for label in peers)
+            + ", ".join(
+                f"{label} RSS {baseline[label]} KiB, max growth {growth[label]} KiB" for label in peers
+            )
         )
         for label in peers:
-            assert growth[label] <= RSS_BOUND_KIB, f"{label}: RSS {baseline[label]} KiB, then {samples[label]}"
+            assert growth[label] <= RSS_BOUND_KIB, (
+                f"{label}: RSS {baseline[label]} KiB, then {samples[label]}"
+            )
     finally:
         source.close()
         for peer in (receiver, sender):
