@@ -29,8 +29,8 @@ from fowld.endpoints import Address, parse_connect, parse_listen
 from fowld.forwarder import Forwarder, ForwardingError
 from fowld.limits import Limits
 from fowld.liveness import watch_session_paths
-from fowld.nodelay import set_nodelay_on_dilation
 from fowld.status import MailboxState, Path, PeerState, Phase, SessionStatus
+from fowld.tuning import tune_dilation_connection
 
 FEATURES = ("core-v1",)
 APP_VERSIONS = {"fowl": {"features": list(FEATURES)}}
@@ -265,7 +265,7 @@ class Session(Service):
             changes["hint"] = peer.hint_description
             changes["path"] = Path.RELAY if "relay" in peer.hint_description else Path.DIRECT
             # The manager adopts the new connection right after this callback.
-            self._reactor.callLater(0, set_nodelay_on_dilation, self._dilated)
+            self._reactor.callLater(0, tune_dilation_connection, self._dilated)
             self._watch_for_silence(peer)
         self._update(**changes)
 

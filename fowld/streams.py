@@ -12,20 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from fowld import events
 from fowld.limits import Limits
+from fowld.tuning import tune_transport
 
 Emit = Callable[[Any], None]
-
-
-def set_nodelay(transport: object) -> None:
-    """Disable Nagle on TCP transports: forwarded traffic is often interactive."""
-    if ITCPTransport.providedBy(transport):
-        transport.setTcpNoDelay(True)
 
 
 def describe(reason: Failure | BaseException | None) -> str | None:
@@ -203,7 +197,7 @@ class LocalEnd(Protocol):
         self.stream = stream
 
     def connectionMade(self) -> None:
-        set_nodelay(self.transport)
+        tune_transport(self.transport)  # interactive traffic: no Nagle; bulk: large reads
         # nothing may cross before the peer's handshake is done; splice() resumes us
         self.transport.pauseProducing()
         if self.stream is not None:
