@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -119,12 +120,19 @@ def machine_facts(upstream_python: Path | None, private_network: bool, relay: bo
         "load average at start": f"{os.getloadavg()[0]:.2f}",
     }
     if upstream_python is not None:
-        version = subprocess.run(
-            [upstream_python, "-c", "import importlib.metadata as m; print(m.version('fowl'))"],
+        facts["upstream"] = f"fowl {_upstream_version(upstream_python)}"
+    return facts
+
+
+def _upstream_version(python: Path) -> str:
+    try:
+        found = subprocess.run(
+            [python, "-c", "import importlib.metadata as m; print(m.version('fowl'))"],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
-        facts["upstream"] = f"fowl {version.stdout.strip() or '?'}"
-    return facts
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return found.stdout.strip() or "?"
 
 
 def _cpu_model() -> str:
@@ -135,6 +143,35 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def start_target(group: servers.ProcessGroup) -> int:
+    """Start bench/target.py; its TCP port on loopback."""
+    target = group.spawn([sys.executable, Path(__file__).with_name("target.py")], stdout=subprocess.PIPE)
+    try:
+        return int(servers.read_line(target.stdout, servers.START_TIMEOUT))
+    except (TimeoutError, EOFError, ValueError) as e:
+        raise servers.ServerError(f"the target did not start: {e}\n{group.describe(target)}") from None
+
+
+def open_routes(
+    implementations: list[daemons.Implementation],
+    open_forward: Callable[[daemons.Implementation], daemons.Forward],
+    failures: dict[str, dict],
+) -> list[Route]:
+    """A route through a new pair per implementation; pairs that fail go into ``failures``."""
+    routes = []
+    for implementation in implementations:
+        try:
+            forward = open_forward(implementation)
+        except FAILURES as e:
+            failures[implementation.key] = {
+                "label": implementation.label,
+                "error": f"{type(e).__name__}: {e}",
+            }
+            continue
+        routes.append(Route(implementation.key, implementation.label, forward.address, forward))
+    return routes
 
 
 def run(args: argparse.Namespace, config: Config, log_dir: Path) -> dict:
@@ -148,32 +185,21 @@ def run(args: argparse.Namespace, config: Config, log_dir: Path) -> dict:
         implementations.append(daemons.upstream(upstream_python))
     facts = machine_facts(upstream_python, isolation.in_private_network(), args.relay)
     results: dict[str, dict] = {}
-    forwards: list[daemons.Forward] = []
+    routes: list[Route] = []
     group = servers.ProcessGroup(log_dir)
     try:
         mailbox = servers.start_mailbox(group)
         relay = servers.start_transit_relay(group).hint if args.relay else None
-        target = group.spawn([sys.executable, Path(__file__).with_name("target.py")], stdout=subprocess.PIPE)
-        target_port = int(servers.read_line(target.stdout, servers.START_TIMEOUT))
+        target_port = start_target(group)
 
         def open_forward(implementation: daemons.Implementation) -> daemons.Forward:
             return daemons.open_forward(group, implementation, mailbox.url, relay, target_port)
 
-        routes = (
-            [Route("raw", "raw loopback TCP", (servers.LOOPBACK, target_port))] if "raw" in wanted else []
-        )
-        for implementation in implementations:
-            try:
-                forward = open_forward(implementation)
-            except FAILURES as e:
-                results[implementation.key] = {
-                    "label": implementation.label,
-                    "error": f"{type(e).__name__}: {e}",
-                }
-                continue
-            forwards.append(forward)
-            routes.append(Route(implementation.key, implementation.label, forward.address, forward))
+        if "raw" in wanted:
+            routes.append(Route("raw", "raw loopback TCP", (servers.LOOPBACK, target_port)))
+        routes += open_routes(implementations, open_forward, results)
         results.update(measure_traffic(routes, config))
+        forwards = [route.forward for route in routes if route.forward is not None]
         for forward in forwards:
             result = results[forward.implementation.key]
             result["path"] = forward.path
@@ -182,15 +208,15 @@ def run(args: argparse.Namespace, config: Config, log_dir: Path) -> dict:
                     result["profile"] = profile_pair(group, forward, config, args.profile)
                 except FAILURES as e:
                     result["profile_error"] = f"{type(e).__name__}: {e}"
+            forward.stop()
         first = {forward.implementation.key: forward.timings for forward in forwards}
-        while forwards:
-            forwards.pop().stop()
         opened = [i for i in implementations if i.key in first]
         for key, setup in time_setups(open_forward, opened, first, config.setup_runs).items():
             results[key]["setup"] = setup
     finally:
-        for forward in forwards:
-            forward.stop()
+        for route in routes:
+            if route.forward is not None:
+                route.forward.stop()  # again after a failure; stopping twice is harmless
         group.stop_all()
     facts["load average at end"] = f"{os.getloadavg()[0]:.2f}"
     paths = {key: results[key] for key in ("raw", "ours", "upstream") if key in results}
@@ -222,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="fowld-bench-"))
     try:
         results = run(args, config, log_dir)
-    except (servers.ServerError, TimeoutError, EOFError, ValueError) as e:
+    except (servers.ServerError, TimeoutError) as e:
         print(f"cannot start the benchmark's servers: {e}\nprocess logs kept in {log_dir}", file=sys.stderr)
         return 2
     command = "python bench/forwarding.py" + "".join(f" {arg}" for arg in argv)

@@ -13,8 +13,9 @@ pausing it) and stops it with SIGINT, which makes py-spy write its stacks.
    frames count for the library that called them.
 
 Samples blocked in the reactor's epoll wait are left out, as py-spy leaves
-out the idle ones it recognises. ``DETAILS`` are counted besides: time inside socket calls, and inside
-automat (the state-machine library magic-wormhole's Dilation is built on).
+out the idle ones it recognises. ``DETAILS`` are counted besides: time inside
+socket calls, and inside automat (the state-machine library magic-wormhole's
+Dilation is built on).
 """
 
 from __future__ import annotations
@@ -112,9 +113,8 @@ def _frames(stack: str) -> list[tuple[str, str]]:
 
 
 def _is_report(function: str, file: str) -> bool:
-    return any(
-        file.endswith(suffix) and (names is None or function in names) for suffix, names in _REPORT_FRAMES
-    )
+    name = function.rsplit(".", 1)[-1]  # py-spy qualifies names: StreamTable.mark_dirty
+    return any(file.endswith(suffix) and (names is None or name in names) for suffix, names in _REPORT_FRAMES)
 
 
 def classify(stack: str) -> str:

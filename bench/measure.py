@@ -21,6 +21,7 @@ import traffic
 from helpers import servers
 
 MB = 1_000_000  # throughput is in decimal megabytes per second
+_MIN_CPU = 0.2  # seconds; less is too coarse to report per byte or per round trip
 _ATTACH_DELAY = 0.5  # seconds for py-spy to attach before the profiled traffic starts
 FAILURES = (daemons.DaemonError, traffic.TransferError, OSError, hotspots.ProfileError)
 
@@ -74,8 +75,23 @@ def _rate(size: int, seconds: float) -> dict:
 
 
 def _cpu(route: Route) -> float | None:
+    """CPU seconds both daemons of ``route`` used so far; None without daemons or /proc."""
     used = [daemon.cpu_seconds() for daemon in route.daemons]
-    return None if None in used else sum(used)
+    return None if not used or None in used else sum(used)
+
+
+def _enough_cpu(before: float | None, after: float | None) -> bool:
+    """Whether a CPU-time difference is worth reporting: /proc counts in 10 ms ticks."""
+    return before is not None and after is not None and after - before >= _MIN_CPU
+
+
+def _echo(route: Route, config: Config) -> dict:
+    cpu = _cpu(route)
+    result = round_trips(route.address, config, config.round_trips, config.echo_budget)
+    after = _cpu(route)
+    if _enough_cpu(cpu, after):
+        result["daemon_cpu_s_per_round_trip"] = (after - cpu) / result["count"]
+    return result
 
 
 def _single(route: Route, config: Config, round_number: int) -> dict:
@@ -86,7 +102,7 @@ def _single(route: Route, config: Config, round_number: int) -> dict:
     if route.daemons:  # upstream prints a JSON line per chunk; ours coalesces byte reports
         result["stdout_lines"] = sum(d.mark() - m for d, m in zip(route.daemons, marks, strict=True))
         after = _cpu(route)
-        if cpu is not None and after is not None:
+        if _enough_cpu(cpu, after):
             # CPU per byte hardly depends on other load on the machine, unlike MB/s
             result["daemon_cpu_s_per_gb"] = (after - cpu) / (payload.size / 1e9)
     return result
@@ -116,11 +132,7 @@ def measure_traffic(routes: list[Route], config: Config) -> dict[str, dict]:
                 results[route.key]["error"] = f"{type(e).__name__}: {e}"
                 live.remove(route)
 
-    each(
-        lambda r: results[r.key].update(
-            round_trip=round_trips(r.address, config, config.round_trips, config.echo_budget)
-        )
-    )
+    each(lambda r: results[r.key].update(round_trip=_echo(r, config)))
     singles: dict[str, list[dict]] = {route.key: [] for route in routes}
     parallels: dict[str, list[dict]] = {route.key: [] for route in routes}
     for number in range(config.transfers):
@@ -176,6 +188,7 @@ def time_setups(
         key: {
             "runs": runs,
             "median_s": statistics.median(run["usable"] for run in runs),
+            "best_s": min(run["usable"] for run in runs),  # the run least disturbed by other load
             "error": failed.get(key),
         }
         for key, runs in timings.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 from hotspots import DETAILS, GROUPS
 from measure import MB
@@ -25,11 +26,23 @@ def duration(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.2f} s"
 
 
+def setup_time(setup: dict | None) -> str:
+    if not setup:
+        return "-"
+    if len(setup["runs"]) == 1:
+        return duration(setup["median_s"])
+    return f"{duration(setup['median_s'])} (best {duration(setup['best_s'])})"
+
+
+def cpu_time(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f} s"
+
+
 def rate(mb_per_s: float | None) -> str:
     return "-" if mb_per_s is None else f"{mb_per_s:,.0f} MB/s"
 
 
-def lookup(result: dict, *keys: str) -> float | None:
+def lookup(result: dict, *keys: str) -> Any:
     """``result[k1][k2]...``, or None where a key is missing."""
     for key in keys:
         if not isinstance(result, dict) or key not in result:
@@ -40,7 +53,7 @@ def lookup(result: dict, *keys: str) -> float | None:
 
 def results_table(paths: dict[str, dict]) -> str:
     lines = [
-        "| path | round trip median | round trip p99 | 1 stream | 8 streams | daemon CPU per GB "
+        "| path | round trip median | round trip p99 | 1 stream | parallel streams | daemon CPU per GB "
         "| start → forward usable |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -48,18 +61,15 @@ def results_table(paths: dict[str, dict]) -> str:
         if result.get("error"):
             lines.append(f"| {result['label']} | failed: {result['error'].splitlines()[0]} | | | | | |")
             continue
-        streams = lookup(result, "parallel", "streams")
         cells = [
             result["label"],
             latency(lookup(result, "round_trip", "median_s")),
             latency(lookup(result, "round_trip", "p99_s")),
             rate(lookup(result, "single", "mb_per_s")),
             rate(lookup(result, "parallel", "mb_per_s")),
-            duration(lookup(result, "single", "daemon_cpu_s_per_gb")),
-            duration(lookup(result, "setup", "median_s")),
+            cpu_time(lookup(result, "single", "daemon_cpu_s_per_gb")),
+            setup_time(lookup(result, "setup")),
         ]
-        if streams not in (None, 8):
-            cells[4] += f" ({streams} streams)"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -100,8 +110,8 @@ def cpu_comparison(paths: dict[str, dict]) -> str:
         return ""
     return (
         f"Daemon CPU (both processes, user + system) per GB through one stream: ours {ours:.2f} s, "
-        f"upstream {theirs:.2f} s: upstream needs {theirs / ours:.2f} × ours. Unlike MB/s, this "
-        "hardly changes with other load on the machine."
+        f"upstream {theirs:.2f} s: upstream needs {theirs / ours:.2f} × ours. This varies far less "
+        "than MB/s with other load on the machine."
     )
 
 
@@ -187,6 +197,9 @@ def notes(paths: dict[str, dict], config: dict) -> list[str]:
         printed = lookup(result, "single", "stdout_lines_per_transfer")
         if printed is not None:
             lines.append(f"- {label}: {printed} stdout lines from both daemons per 1-stream transfer")
+        cpu = lookup(result, "round_trip", "daemon_cpu_s_per_round_trip")
+        if cpu is not None:
+            lines.append(f"- {label}: both daemons used {cpu * 1e6:.0f} µs CPU per round trip")
         if result.get("path"):
             lines.append(f"- {label}: Dilation path {result['path']}")
     return lines

@@ -42,13 +42,13 @@ def first_echo(address: Address) -> None:
 
 
 def round_trips(address: Address, count: int, size: int, budget: float) -> list[float]:
-    """Seconds per sequential ``size``-byte request/response; stops early after ``budget`` seconds."""
+    """Seconds per sequential ``size``-byte request/response (at least one; stops after ``budget`` s)."""
     message = (b"0123456789abcdef" * (size // 16 + 1))[:size]
     times: list[float] = []
     with connect(address) as sock:
         sock.sendall(ECHO)
         deadline = time.monotonic() + budget
-        while len(times) < count and time.monotonic() < deadline:
+        while len(times) < count and (not times or time.monotonic() < deadline):
             start = time.perf_counter()
             sock.sendall(message)
             if recv_exactly(sock, size) != message:

@@ -79,6 +79,14 @@ def test_samples_are_grouped_by_innermost_library() -> None:
     assert hotspots.classify(
         ";".join([reactor, upstream_line, "dumps (/usr/lib/python3.11/json/__init__.py)"])
     ) == (hotspots.REPORTS)
+    # py-spy qualifies function names with their class or enclosing function
+    counters = f"StreamTable.mark_dirty ({REPO_ROOT}/fowld/streams.py)"
+    assert hotspots.classify(";".join([reactor, counters, "callLater (x/twisted/internet/base.py)"])) == (
+        hotspots.REPORTS
+    )
+    printer = f"forward.<locals>.output_fowl_message ({site}/fowl/_proto.py)"
+    assert hotspots.classify(";".join([reactor, printer])) == hotspots.REPORTS
+    assert hotspots.classify(f"Stream.from_local ({REPO_ROOT}/fowld/streams.py)") == "forwarder code"
     assert hotspots.classify(f"dataReceived ({REPO_ROOT}/fowld/tunnel.py)") == "forwarder code"
     assert hotspots.classify("<module> (<frozen runpy>)") == "other"
 
