@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import resource
 import sys
 
 from twisted.logger import (
@@ -115,9 +116,21 @@ def start_logging(verbosity: int) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
+def raise_file_limit() -> None:
+    """Use the hard limit on open files: each session and stream holds a few sockets, and
+    the usual soft limit of 1024 (kept for select() users) would cap us near 300 sessions."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; running out is reported per connection
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     start_logging(args.verbose)
+    raise_file_limit()
     if args.code_length < 1 or args.code_length > 32:
         build_parser().error("--code-length must be 1-32")
     if args.ping_interval is not None and not 0.1 <= args.ping_interval <= 3600:

@@ -20,8 +20,9 @@ magic-wormhole 0.24 leaves four gaps that a moved laptop or a dead peer falls in
    ``on_peer_lost`` once, so the owner can end the session and free its
    listeners (or start afresh to meet a restarted peer).
 
-All checks run once a second and cost a few attribute reads and, per live
-connection, one ``bind()`` of a throwaway socket. The private attributes of
+All checks run once a second, for every session of the process from one
+timer, and cost a few attribute reads and, per live connection, one ``bind()``
+of a throwaway socket. The private attributes of
 magic-wormhole are reached only here; if they change shape the checks
 degrade to doing nothing.
 """
@@ -88,6 +89,41 @@ def mailbox_protocol(wormhole: Any) -> Any:
     return getattr(connector, "_ws", None)
 
 
+class _Schedule:
+    """One timer per reactor checks every session: a daemon holding hundreds of
+    sessions wakes once a second, not once per session per second."""
+
+    def __init__(self, reactor: Any):
+        self.reactor = reactor
+        self._watched: dict[int, Liveness] = {}
+        self._loop = LoopingCall(self._check_all)
+        self._loop.clock = reactor
+
+    def add(self, liveness: Liveness) -> None:
+        self._watched[id(liveness)] = liveness
+        if not self._loop.running:
+            self._loop.start(CHECK_INTERVAL, now=False)
+
+    def discard(self, liveness: Liveness) -> None:
+        self._watched.pop(id(liveness), None)
+        if not self._watched and self._loop.running:
+            self._loop.stop()
+
+    def _check_all(self) -> None:
+        for liveness in list(self._watched.values()):
+            liveness.check()
+
+
+_schedules: dict[int, _Schedule] = {}
+
+
+def _schedule_for(reactor: Any) -> _Schedule:
+    schedule = _schedules.get(id(reactor))
+    if schedule is None or schedule.reactor is not reactor:  # ids of dead objects are reused
+        schedule = _schedules[id(reactor)] = _Schedule(reactor)
+    return schedule
+
+
 class Liveness(Service):
     """Watches one session's peer connection and mailbox connection; see the module docstring."""
 
@@ -112,17 +148,14 @@ class Liveness(Service):
         self._down_since: float | None = None  # no usable peer connection since then
         self._closing: tuple[Any, float] | None = None  # (transport, first seen closing at)
         self._tuned_websocket: Any = None  # the mailbox connection we last adjusted
-        self._loop = LoopingCall(self.check)
-        self._loop.clock = reactor
 
     def startService(self) -> None:
         super().startService()
-        self._loop.start(CHECK_INTERVAL, now=False)
+        _schedule_for(self._reactor).add(self)
 
     def stopService(self) -> None:
         super().stopService()
-        if self._loop.running:
-            self._loop.stop()
+        _schedule_for(self._reactor).discard(self)
 
     def check(self) -> None:
         try:

@@ -97,3 +97,23 @@ def test_percentile_is_nearest_rank() -> None:
     assert measure.percentile(values, 0.5) == 50.0
     assert measure.percentile(values, 0.99) == 99.0
     assert measure.percentile([7.0], 0.99) == 7.0
+
+
+def test_daemon_benchmark_quick_run_measures_every_level(processes: ProcessGroup, tmp_path: Path) -> None:
+    """``bench/daemon.py --quick`` pairs real daemons and reports footprint and latency."""
+    out = tmp_path / "daemon.json"
+    bench = processes.spawn(
+        [sys.executable, BENCH / "daemon.py", "--quick", "--json", out], env=dict(os.environ), name="bench"
+    )
+    try:
+        code = bench.wait(RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the quick daemon benchmark took over {RUN_TIMEOUT}s\n{processes.describe(bench)}")
+    assert code == 0, processes.describe(bench)
+    results = json.loads(out.read_text())
+    assert results["errors"] == []
+    levels = results["footprint"]["levels"]
+    assert [level["sessions"] for level in levels][0] == 0 and len(levels) >= 2
+    assert all(level["A"]["sample"]["rss_kb"] > 0 for level in levels)
+    runs = results["latency"]["fresh"]["runs"]
+    assert runs and all(0 < run["code"] <= run["first_byte"] for run in runs)
