@@ -39,7 +39,7 @@ import daemon_report
 import isolation
 from daemon_measure import Config, measure
 from daemon_pair import JOIN_PROFILE, SHARE_PROFILE, join_profile, make_side, share_profile
-from helpers import servers
+from helpers import cpu_model, servers
 
 _NR_OPEN_FALLBACK = 1 << 20  # the kernel's usual per-process ceiling, when the hard limit is "unlimited"
 
@@ -125,7 +125,7 @@ def machine_facts(open_files: int) -> dict:
     return {
         "date": datetime.date.today().isoformat(),
         "nproc": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "fowld": f"{__version__}{_source_revision()}",
@@ -153,16 +153,6 @@ def _source_revision() -> str:
     if commit.returncode != 0:
         return ""
     return f" (commit {commit.stdout.strip()}{' + changes' if changes.stdout.strip() else ''})"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def start_target(group: servers.ProcessGroup) -> int:

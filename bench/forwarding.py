@@ -28,7 +28,7 @@ from pathlib import Path
 import daemons
 import isolation
 import report
-from helpers import servers
+from helpers import cpu_model, servers
 from measure import FAILURES, MB, Config, Route, measure_traffic, profile_pair, time_setups
 
 QUICK = Config(
@@ -112,7 +112,7 @@ def machine_facts(upstream_python: Path | None, private_network: bool, relay: bo
     facts = {
         "date": datetime.date.today().isoformat(),
         "nproc": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "network": "private namespace, loopback only" if private_network else "host network",
@@ -133,16 +133,6 @@ def _upstream_version(python: Path) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     return found.stdout.strip() or "?"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def start_target(group: servers.ProcessGroup) -> int:

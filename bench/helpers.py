@@ -8,6 +8,7 @@ loaded from its file.
 from __future__ import annotations
 
 import importlib.util
+import platform
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -26,3 +27,14 @@ def _load_servers() -> ModuleType:
 
 
 servers = _load_servers()
+
+
+def cpu_model() -> str:
+    """The processor's model name, for the machine facts of a report."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
