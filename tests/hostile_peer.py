@@ -9,7 +9,9 @@ itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -194,3 +196,57 @@ class HostilePeer:
         """Say ``{"closing": 0}`` as fowl does, then close the wormhole."""
         self.send_mailbox_message(json.dumps({"closing": 0}).encode())
         await self.wormhole.close().addTimeout(STEP_TIMEOUT, self._reactor)
+
+
+# --- shared by the hostile-peer and resource-bound tests ----------------------
+
+
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+async def echo_round_trip(peer: HostilePeer, size: int = 1 << 20) -> None:
+    """A legitimate stream to ``echo``: every byte comes back, hashes match."""
+    channel = await peer.open(STREAM)
+    channel.send(frame({"unique-name": "echo"}))
+    assert await channel.next_frame() == {"connected": True}
+    payload = os.urandom(size)
+    channel.send(payload)
+    returned = await channel.read_exactly(size, timeout=STEP_TIMEOUT)
+    assert hashlib.sha256(returned).hexdigest() == hashlib.sha256(payload).hexdigest()
+    channel.close()
+    await channel.wait_closed()
+
+
+async def flood(peer: HostilePeer, count: int) -> tuple[int, set[str]]:
+    """Open ``count`` streams to ``echo`` at once, then close them; (accepted, refusal reasons)."""
+    channels = []
+    for _ in range(count):
+        channel = await peer.open(STREAM)
+        channel.send(frame({"unique-name": "echo"}))
+        channels.append(channel)
+    replies = [await channel.next_frame() for channel in channels]
+    for channel in channels:
+        channel.close()
+    for channel in channels:
+        await channel.wait_closed()
+    return sum(r["connected"] for r in replies), {r["reason"] for r in replies if not r["connected"]}
+
+
+def listener_request(name: Any, port: Any = None) -> bytes:
+    return frame({"kind": "request-listener", "unique-name": name, "listen-port": port})
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def stdout_lines(processes, process) -> list[dict]:
+    out, _ = processes.output(process)
+    complete = out.split("\n")[:-1]  # the last piece may still be being written
+    return [json.loads(line) for line in complete if line.strip()]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import gc
-import hashlib
 import json
 import os
 import subprocess
@@ -19,11 +18,25 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import pytest_twisted
-from hostile_peer import CONTROL, STREAM, HostilePeer, RawChannel, frame, raw_frame, sleep, until
+from hostile_peer import (
+    CONTROL,
+    STREAM,
+    Echo,
+    HostilePeer,
+    RawChannel,
+    echo_round_trip,
+    flood,
+    frame,
+    listener_request,
+    raw_frame,
+    rss_kib,
+    sleep,
+    stdout_lines,
+    until,
+)
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -51,11 +64,6 @@ def _reactor():
     return reactor
 
 
-class Echo(Protocol):
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)
-
-
 @dataclass
 class Scene:
     session: Session
@@ -71,41 +79,13 @@ class Scene:
         return [e for e in self.seen if isinstance(e, kind)]
 
     async def echo_round_trip(self) -> None:
-        await _echo_round_trip(self.peer)
+        await echo_round_trip(self.peer)
 
     def assert_quiet(self) -> None:
         """Nothing logged as an error: no unhandled exception, no failed Deferred."""
         gc.collect()  # unhandled Deferred failures are logged when collected
         assert self.logged_errors == [], "\n".join(self.logged_errors)
         assert self.session.status.phase.value == "connected", self.session.status
-
-
-async def _echo_round_trip(peer: HostilePeer, size: int = 1 << 20) -> None:
-    """A legitimate stream to ``echo``: every byte comes back, hashes match."""
-    channel = await peer.open(STREAM)
-    channel.send(frame({"unique-name": "echo"}))
-    assert await channel.next_frame() == {"connected": True}
-    payload = os.urandom(size)
-    channel.send(payload)
-    returned = await channel.read_exactly(size, timeout=STEP)
-    assert hashlib.sha256(returned).hexdigest() == hashlib.sha256(payload).hexdigest()
-    channel.close()
-    await channel.wait_closed()
-
-
-async def _flood(peer: HostilePeer, count: int) -> tuple[int, set[str]]:
-    """Open ``count`` streams to ``echo`` at once, then close them; (accepted, refusal reasons)."""
-    channels = []
-    for _ in range(count):
-        channel = await peer.open(STREAM)
-        channel.send(frame({"unique-name": "echo"}))
-        channels.append(channel)
-    replies = [await channel.next_frame() for channel in channels]
-    for channel in channels:
-        channel.close()
-    for channel in channels:
-        await channel.wait_closed()
-    return sum(r["connected"] for r in replies), {r["reason"] for r in replies if not r["connected"]}
 
 
 def _error_observer(sink: list) -> Callable[[dict], None]:
@@ -299,9 +279,9 @@ async def test_huge_data_after_a_refused_opening_is_ignored(scene):
 @pytest_twisted.ensureDeferred
 async def test_flood_of_stream_opens_beyond_the_limit(scene):
     """1,000 opens at once: 20 (the limit) are served, the rest refused, the session lives."""
-    flood = 1000
+    opens = 1000
     channels = []
-    for _ in range(flood):
+    for _ in range(opens):
         channel = await scene.peer.open(STREAM)
         channel.send(frame({"unique-name": "echo"}))
         channels.append(channel)
@@ -309,7 +289,7 @@ async def test_flood_of_stream_opens_beyond_the_limit(scene):
     accepted = [r for r in replies if r["connected"]]
     refused = [r for r in replies if not r["connected"]]
     assert len(accepted) == LIMITS.max_streams
-    assert len(refused) == flood - LIMITS.max_streams
+    assert len(refused) == opens - LIMITS.max_streams
     assert {r["reason"] for r in refused} == {f"too many streams (limit {LIMITS.max_streams})"}
     assert len(scene.session.forwarder.streams) == LIMITS.max_streams
     for channel in channels:
@@ -345,32 +325,28 @@ def _live_objects() -> collections.Counter:
 @pytest_twisted.ensureDeferred
 async def test_repeated_floods_leave_nothing_behind(scene):
     """After each flood is over, no kind of object is left accumulating in our process."""
-    flood = 10 * LIMITS.max_streams
-    await _flood(scene.peer, flood)  # the first flood may warm caches up
+    opens = 10 * LIMITS.max_streams
+    await flood(scene.peer, opens)  # the first flood may warm caches up
     scene.seen.clear()
     before = _live_objects()
     for _ in range(3):
-        accepted, _ = await _flood(scene.peer, flood)
+        accepted, _ = await flood(scene.peer, opens)
         assert accepted == LIMITS.max_streams
         await until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
     scene.seen.clear()
     grown = {kind: n - before[kind] for kind, n in _live_objects().items() if n - before[kind] > 50}
-    assert grown == {}, f"after {3 * flood} more opens, these grew: {grown}"
+    assert grown == {}, f"after {3 * opens} more opens, these grew: {grown}"
     scene.assert_quiet()
 
 
 # --- control (subprotocol "fowl-commands") ------------------------------------------------
 
 
-def _request(name: Any, port: Any = None) -> bytes:
-    return frame({"kind": "request-listener", "unique-name": name, "listen-port": port})
-
-
 @pytest_twisted.ensureDeferred
 async def test_listener_request_for_an_undeclared_name_is_refused_after_the_wait(scene):
     channel = await scene.peer.open(CONTROL)
     started = time.monotonic()
-    channel.send(_request("ghost"))
+    channel.send(listener_request("ghost"))
     reply = await channel.next_frame(timeout=LIMITS.pending_request_timeout + STEP)
     waited = time.monotonic() - started
     assert reply["kind"] == "listener-response" and reply["unique-name"] == "ghost"
@@ -385,7 +361,7 @@ async def test_pending_listener_requests_beyond_the_limit_are_refused_at_once(sc
     channel = await scene.peer.open(CONTROL)
     names = [f"ghost-{i}" for i in range(LIMITS.max_pending_requests + 3)]
     started = time.monotonic()
-    channel.send(b"".join(_request(name) for name in names))
+    channel.send(b"".join(listener_request(name) for name in names))
     replies = [await channel.next_frame(timeout=LIMITS.pending_request_timeout + STEP) for _ in names]
     immediate, late = replies[:3], replies[3:]
     assert [r["unique-name"] for r in immediate] == names[LIMITS.max_pending_requests :]
@@ -400,12 +376,12 @@ async def test_pending_listener_requests_beyond_the_limit_are_refused_at_once(sc
 @pytest_twisted.ensureDeferred
 async def test_listener_for_the_wanted_name_binds_loopback_once(scene):
     channel = await scene.peer.open(CONTROL)
-    channel.send(_request("wanted"))
+    channel.send(listener_request("wanted"))
     reply = await channel.next_frame()
     assert reply == {"kind": "listener-response", "unique-name": "wanted", "listening": True}
     (listening,) = scene.of_type(events.ClientListening)
     assert listening.listen == "tcp:0:interface=127.0.0.1" and listening.port
-    channel.send(_request("wanted"))  # a second listener for the same name
+    channel.send(listener_request("wanted"))  # a second listener for the same name
     again = await channel.next_frame()
     assert again["listening"] is False and "already listening" in again["reason"]
     channel.close()
@@ -421,9 +397,9 @@ async def test_listener_for_the_wanted_name_binds_loopback_once(scene):
         (frame([1, 2]), "expected a msgpack map"),
         (frame({"kind": "explode"}), "unknown control message kind 'explode'"),
         (frame({"unique-name": "wanted"}), "unknown control message kind None"),
-        (_request(7), '"unique-name" must be a non-empty string'),
-        (_request("wanted", "22"), '"listen-port" must be a port number'),
-        (_request("wanted", 0), '"listen-port" must be a port number'),
+        (listener_request(7), '"unique-name" must be a non-empty string'),
+        (listener_request("wanted", "22"), '"listen-port" must be a port number'),
+        (listener_request("wanted", 0), '"listen-port" must be a port number'),
         (
             frame({"kind": "listener-response", "unique-name": "echo", "listening": "yes"}),
             '"listening" must be true or false',
@@ -449,7 +425,7 @@ async def test_partial_control_frame_holds_only_that_channel(scene):
     channel.send(raw_frame(b"\x83" + b"\xa1k" * 1000, declared_length=65535))  # never completed
     await scene.echo_round_trip()
     other = await scene.peer.open(CONTROL)
-    other.send(_request("wanted"))
+    other.send(listener_request("wanted"))
     assert (await other.next_frame())["listening"] is True
     assert channel.connected and bytes(channel.received) == b""
     scene.assert_quiet()
@@ -461,7 +437,7 @@ async def test_unsolicited_listener_response_is_ignored(scene):
     channel.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
     (refusal,) = await until(lambda: scene.refused("message"), "no refusal")
     assert refusal.name == "echo" and "unexpected" in refusal.reason
-    channel.send(_request("wanted"))  # the channel is still usable
+    channel.send(listener_request("wanted"))  # the channel is still usable
     assert (await channel.next_frame())["listening"] is True
     scene.assert_quiet()
 
@@ -473,26 +449,26 @@ async def test_garbage_answer_to_our_service_request_fails_that_service_only(sce
     (failed,) = scene.of_type(events.ServiceFailed)
     assert failed.name == "echo" and '"listening" must be true or false' in failed.reason
     channel = await scene.peer.open(CONTROL)
-    channel.send(_request("wanted"))
+    channel.send(listener_request("wanted"))
     assert (await channel.next_frame())["listening"] is True
     scene.assert_quiet()
 
 
 @pytest_twisted.ensureDeferred
 async def test_flood_of_control_channels_beyond_the_limit(scene):
-    flood = 4 * LIMITS.max_control_channels
-    channels = [await scene.peer.open(CONTROL) for _ in range(flood)]
+    opens = 4 * LIMITS.max_control_channels
+    channels = [await scene.peer.open(CONTROL) for _ in range(opens)]
     await until(
-        lambda: sum(c.closed.called for c in channels) >= flood - LIMITS.max_control_channels,
+        lambda: sum(c.closed.called for c in channels) >= opens - LIMITS.max_control_channels,
         "excess control channels not closed",
     )
     await sleep(0.2)  # would any more be closed?
-    assert sum(c.closed.called for c in channels) == flood - LIMITS.max_control_channels
+    assert sum(c.closed.called for c in channels) == opens - LIMITS.max_control_channels
     refusals = scene.refused("listener")
-    assert len(refusals) == flood - LIMITS.max_control_channels
+    assert len(refusals) == opens - LIMITS.max_control_channels
     assert "too many control channels" in refusals[0].reason
     open_channels = [c for c in channels if not c.closed.called]
-    open_channels[0].send(_request("wanted"))
+    open_channels[0].send(listener_request("wanted"))
     assert (await open_channels[0].next_frame())["listening"] is True
     scene.assert_quiet()
 
@@ -541,7 +517,7 @@ async def _connect_local(port: int) -> Protocol:
 @pytest_twisted.ensureDeferred
 async def test_bad_stream_reply_from_the_peer_closes_the_local_connection(scene, reply, reason):
     control = await scene.peer.open(CONTROL)
-    control.send(_request("wanted"))
+    control.send(listener_request("wanted"))
     assert (await control.next_frame())["listening"] is True
     (listening,) = scene.of_type(events.ClientListening)
     local = await _connect_local(listening.port)
@@ -556,20 +532,6 @@ async def test_bad_stream_reply_from_the_peer_closes_the_local_connection(scene,
 
 
 # --- a real fowld process under a flood -------------------------------------------------
-
-
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def _lines(processes, process) -> list[dict]:
-    out, _ = processes.output(process)
-    complete = out.split("\n")[:-1]  # the last piece may still be being written
-    return [json.loads(line) for line in complete if line.strip()]
 
 
 @pytest_twisted.ensureDeferred
@@ -591,23 +553,23 @@ async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, proces
             fowld.stdin.write(json.dumps(command).encode() + b"\n")
         fowld.stdin.flush()
         (allocated,) = await until(
-            lambda: [m for m in _lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
+            lambda: [m for m in stdout_lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
         )
         peer = await HostilePeer.join(reactor, mailbox.url, allocated["code"])
         request = await peer.incoming_control()
         assert (await request.next_frame())["unique-name"] == "echo"
         request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-        await _echo_round_trip(peer)  # warm up before the first measurement
-        before = _rss_kib(fowld.pid)
+        await echo_round_trip(peer)  # warm up before the first measurement
+        before = rss_kib(fowld.pid)
         limit = Limits().max_streams
         rss = []
         for _ in range(3):
-            accepted, reasons = await _flood(peer, 1000)
+            accepted, reasons = await flood(peer, 1000)
             assert accepted == limit
             assert reasons == {f"too many streams (limit {limit})"}
             await sleep(0.5)  # let the process finish its closing work
-            rss.append(_rss_kib(fowld.pid))
-        await _echo_round_trip(peer, 4 << 20)
+            rss.append(rss_kib(fowld.pid))
+        await echo_round_trip(peer, 4 << 20)
         assert fowld.poll() is None, processes.describe(fowld)
         # One flood may grow the heap once; later floods must reuse it, not add to it.
         assert rss[-1] - rss[0] < 8 * 1024, f"RSS {before} KiB before, then {rss} KiB"
@@ -616,7 +578,7 @@ async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, proces
         peer = None
         await until(lambda: fowld.poll() is not None, "fowld did not exit", STEP)
         assert fowld.returncode == 0, processes.describe(fowld)
-        lines = _lines(processes, fowld)
+        lines = stdout_lines(processes, fowld)
         assert lines[-1]["kind"] == "closed"
         refused = [m for m in lines if m["kind"] == "error" and m.get("refused") == "stream"]
         assert len(refused) == 3 * (1000 - limit)

@@ -21,10 +21,21 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_twisted
-from hostile_peer import CONTROL, HostilePeer, RawChannel, frame, until
+from hostile_peer import (
+    CONTROL,
+    Echo,
+    HostilePeer,
+    RawChannel,
+    echo_round_trip,
+    flood,
+    frame,
+    listener_request,
+    rss_kib,
+    stdout_lines,
+    until,
+)
 from servers import LOOPBACK, ProcessGroup
 from stdio_peer import explained, pair, start_ours, wait_dilated
-from test_hostile import Echo, _echo_round_trip, _flood, _lines, _request, _rss_kib
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
 
@@ -63,14 +74,14 @@ class Target:
     peer: HostilePeer
 
     def lines(self) -> list[dict]:
-        return _lines(self.processes, self.process)
+        return stdout_lines(self.processes, self.process)
 
     def refusals(self, what: str) -> list[dict]:
         return [m for m in self.lines() if m["kind"] == "error" and m.get("refused") == what]
 
     def rss_kib(self) -> int:
         assert self.process.poll() is None, self.processes.describe(self.process)
-        return _rss_kib(self.process.pid)
+        return rss_kib(self.process.pid)
 
 
 @pytest_twisted.async_yield_fixture
@@ -93,13 +104,13 @@ async def target(mailbox, processes) -> AsyncIterator[Target]:
             fowld.stdin.write(json.dumps(command).encode() + b"\n")
         fowld.stdin.flush()
         (allocated,) = await until(
-            lambda: [m for m in _lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
+            lambda: [m for m in stdout_lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
         )
         peer = await HostilePeer.join(reactor, mailbox.url, allocated["code"])
         request = await peer.incoming_control()
         assert (await request.next_frame())["unique-name"] == "echo"
         request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-        await _echo_round_trip(peer)  # warm up before the first measurement
+        await echo_round_trip(peer)  # warm up before the first measurement
         yield Target(fowld, processes, peer)
         assert fowld.poll() is None, processes.describe(fowld)
         _, stderr = processes.output(fowld)
@@ -118,12 +129,12 @@ async def test_endless_stream_opens_keep_memory_bounded(target, attempts):
     started = time.monotonic()
     accepted = 0
     for _ in range(attempts // FLOOD_ROUND):
-        served, reasons = await _flood(target.peer, FLOOD_ROUND)
+        served, reasons = await flood(target.peer, FLOOD_ROUND)
         assert served == LIMITS.max_streams
         assert reasons == {f"too many streams (limit {LIMITS.max_streams})"}
         accepted += served
     elapsed = time.monotonic() - started
-    await _echo_round_trip(target.peer, 4 << 20)
+    await echo_round_trip(target.peer, 4 << 20)
     after = target.rss_kib()
 
     def all_refusals() -> list[dict] | None:
@@ -147,7 +158,7 @@ async def _request_round(peer: HostilePeer, count: int) -> list[dict]:
     """
     channel: RawChannel = await peer.open(CONTROL)
     names = ["wanted"] + [f"ghost-{i}" for i in range(count - 1)]
-    channel.send(b"".join(_request(name) for name in names))
+    channel.send(b"".join(listener_request(name) for name in names))
     replies = [await channel.next_frame() for _ in range(count - LIMITS.max_pending_requests)]
     channel.close()
     await channel.wait_closed()
@@ -172,9 +183,9 @@ async def test_endless_listener_requests_keep_memory_bounded(target, attempts):
     assert len(too_many) >= attempts - (attempts // FLOOD_ROUND) * (1 + LIMITS.max_pending_requests)
     # a legitimate listener and a legitimate stream still work
     channel = await target.peer.open(CONTROL)
-    channel.send(_request("wanted"))
+    channel.send(listener_request("wanted"))
     assert (await channel.next_frame())["listening"] is True
-    await _echo_round_trip(target.peer, 4 << 20)
+    await echo_round_trip(target.peer, 4 << 20)
     after = target.rss_kib()
     print(
         f"\n{attempts} listener requests in {elapsed:.1f}s: RSS {before} -> {after} KiB ({after - before:+d})"
@@ -279,13 +290,13 @@ def test_slow_local_reader_keeps_both_sides_small(processes, mailbox, size):
             receiver.send("local", name="bulk")
             port = receiver.wait_kind("listening", name="bulk")["listening_port"]
             peers = {"sender": sender, "receiver": receiver}
-            baseline = {label: _rss_kib(p.process.pid) for label, p in peers.items()}
+            baseline = {label: rss_kib(p.process.pid) for label, p in peers.items()}
             samples: dict[str, list[int]] = {label: [] for label in peers}
 
             def sample() -> None:
                 for label, peer in peers.items():
                     peer.mark()  # keep its stdout pipe drained
-                    samples[label].append(_rss_kib(peer.process.pid))
+                    samples[label].append(rss_kib(peer.process.pid))
 
             started = time.monotonic()
             got = read_slowly_then_fast(port, size, 10.0, sample)
