@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from netns import Hub, NetnsError, Topology, remove_stale_namespaces, start_hub, unavailable_reason
 from servers import (
     DBusBus,
     MailboxServer,
@@ -81,3 +82,26 @@ def upstream_python() -> Path:
     if not os.access(path, os.X_OK):
         pytest.skip(f"upstream fowl interpreter {path} not found; set FOWL_UPSTREAM_PYTHON")
     return path
+
+
+@pytest.fixture
+def topology() -> Iterator[Topology]:
+    """Network namespaces alice, bob and hub (see netns.py), deleted afterwards."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    remove_stale_namespaces()
+    try:
+        topology = Topology.create()
+    except NetnsError as e:
+        pytest.skip(f"cannot build network namespaces here: {e}")
+    try:
+        yield topology
+    finally:
+        topology.delete()
+
+
+@pytest.fixture
+def hub(topology: Topology, processes: ProcessGroup) -> Hub:
+    """The hub namespace with a mailbox server and a transit relay running."""
+    return start_hub(topology, processes)

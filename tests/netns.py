@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from servers import ProcessGroup, venv_script
+
 PREFIX = "fowlt"
 SUBNET = "10.231.0"
 HUB_ADDRESS = f"{SUBNET}.1"
@@ -369,3 +371,34 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+SETUP_STEP = 20.0  # seconds for one setup step in the namespaces
+
+
+@dataclass
+class Hub:
+    side: Side
+    mailbox: subprocess.Popen
+
+
+def start_mailbox(processes: ProcessGroup, hub: Side) -> subprocess.Popen:
+    """A mailbox server in the hub namespace, listening once this returns."""
+    argv = [
+        venv_script("twist"),
+        "wormhole-mailbox",
+        f"--port=tcp:{MAILBOX_PORT}:interface={HUB_ADDRESS}",
+        "--channel-db=:memory:",
+    ]
+    process = processes.spawn(hub.exec(argv), name="mailbox")
+    hub.wait_listening(MAILBOX_PORT, SETUP_STEP, process)
+    return process
+
+
+def start_hub(topology: Topology, processes: ProcessGroup) -> Hub:
+    """The hub with a mailbox server and a transit relay running."""
+    relay = [venv_script("twist"), "transitrelay", f"--port=tcp:{RELAY_PORT}:interface={HUB_ADDRESS}"]
+    relay_process = processes.spawn(topology.hub.exec(relay), name="relay")
+    mailbox = start_mailbox(processes, topology.hub)
+    topology.hub.wait_listening(RELAY_PORT, SETUP_STEP, relay_process)
+    return Hub(topology.hub, mailbox)

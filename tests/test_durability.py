@@ -14,27 +14,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from netns import (
     HUB_ADDRESS,
-    MAILBOX_PORT,
     PROGRESS_STEP,
     RELAY_PORT,
+    Hub,
     JsonLines,
-    NetnsError,
     Peer,
     Side,
     Topology,
     fowld_argv,
     peer_environment,
-    remove_stale_namespaces,
+    start_mailbox,
     traffic_argv,
-    unavailable_reason,
 )
-from servers import REPO_ROOT, ProcessGroup, venv_script
+from servers import REPO_ROOT, ProcessGroup
 
 pytestmark = pytest.mark.netns
 
@@ -47,50 +44,6 @@ SINK_PORT = 7100  # bob's sink
 STEP = 20.0  # seconds for one setup step
 RECOVERY_LIMIT = 60.0  # data must flow again within this many seconds of a fault's end
 MAX_RSS_GROWTH_KIB = 64 * 1024  # a stalled 20 MB/s source must not pile up in fowld
-
-
-@pytest.fixture
-def topology() -> Iterator[Topology]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    remove_stale_namespaces()
-    try:
-        topology = Topology.create()
-    except NetnsError as e:
-        pytest.skip(f"cannot build network namespaces here: {e}")
-    try:
-        yield topology
-    finally:
-        topology.delete()
-
-
-def start_mailbox(processes: ProcessGroup, hub: Side) -> subprocess.Popen:
-    argv = [
-        venv_script("twist"),
-        "wormhole-mailbox",
-        f"--port=tcp:{MAILBOX_PORT}:interface={HUB_ADDRESS}",
-        "--channel-db=:memory:",
-    ]
-    process = processes.spawn(hub.exec(argv), name="mailbox")
-    hub.wait_listening(MAILBOX_PORT, STEP, process)
-    return process
-
-
-@dataclass
-class Hub:
-    side: Side
-    mailbox: subprocess.Popen
-
-
-@pytest.fixture
-def hub(topology: Topology, processes: ProcessGroup) -> Hub:
-    """The hub with a mailbox server and a transit relay running."""
-    relay = [venv_script("twist"), "transitrelay", f"--port=tcp:{RELAY_PORT}:interface={HUB_ADDRESS}"]
-    relay_process = processes.spawn(topology.hub.exec(relay), name="relay")
-    mailbox = start_mailbox(processes, topology.hub)
-    topology.hub.wait_listening(RELAY_PORT, STEP, relay_process)
-    return Hub(topology.hub, mailbox)
 
 
 @dataclass
@@ -117,9 +70,7 @@ def start_peer(
     return Peer(name, side, process)
 
 
-def connect_pair(
-    processes: ProcessGroup, topology: Topology, ping: float | None = PING, *extra: str
-) -> Pair:
+def connect_pair(processes: ProcessGroup, topology: Topology, ping: float | None = PING, *extra: str) -> Pair:
     pair = Pair(
         start_peer(processes, topology, topology.alice, "alice", ping, *extra),
         start_peer(processes, topology, topology.bob, "bob", ping, *extra),

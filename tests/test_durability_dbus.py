@@ -7,9 +7,6 @@ that name the hub's mailbox and relay. A background poller reads each session's
 ``State`` and ``Generation`` with busctl while alice's link is cut mid-transfer.
 """
 
-# topology and hub are fixtures of test_durability.py, imported so tests here can request them
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -24,20 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from netns import Side, Topology
+from netns import Hub, Side, Topology
 from servers import REPO_ROOT, ProcessGroup, read_line
 from test_daemon import BUS_NAME, MANAGER, MANAGER_PATH, SESSION, fixed_profile, fowld_env, write_profile
-from test_durability import (  # noqa: F401
-    LISTEN_PORT,
-    MB,
-    SINK_PORT,
-    STEP,
-    Hub,
-    hub,
-    report,
-    start_transfer,
-    topology,
-)
+from test_durability import LISTEN_PORT, MB, SINK_PORT, STEP, report, start_transfer
 
 pytestmark = [
     pytest.mark.netns,
