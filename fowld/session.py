@@ -100,7 +100,6 @@ class Session(Service):
         self._closing: Deferred | None = None
         self._closed = Deferred()
         self._peer_closing = Deferred()
-        self._sent_closing = False
         self._ping_ids = itertools.count(1)
         self._silence_timer = None
         self._silent_connection: tuple[float, float] | None = None  # (connected_at, expires_at)
@@ -362,7 +361,6 @@ class Session(Service):
         if self._status.verifier:
             # the closing phase number is how many mailbox messages we sent before it: none
             self._wormhole.send_message(json.dumps({"closing": 0}).encode("utf-8"))
-            self._sent_closing = True
             waited = Deferred()
             self._peer_closing.addBoth(lambda _: waited.callback(None) if not waited.called else None)
             timer = self._reactor.callLater(timeout, lambda: waited.called or waited.callback(None))
