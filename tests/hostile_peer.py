@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -250,3 +252,36 @@ def stdout_lines(processes, process) -> list[dict]:
     out, _ = processes.output(process)
     complete = out.split("\n")[:-1]  # the last piece may still be being written
     return [json.loads(line) for line in complete if line.strip()]
+
+
+def spawn_fowld(processes: Any, mailbox_url: str) -> subprocess.Popen:
+    """A real ``fowld --stdio`` on the test mailbox, stdout to a file (never a full pipe)."""
+    return processes.spawn(
+        [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox_url, "--transit-relay", "none"],
+        stdin=subprocess.PIPE,
+        name="fowld",
+    )
+
+
+async def join_as_hostile_peer(
+    reactor: Any, mailbox_url: str, processes: Any, fowld: subprocess.Popen, echo_port: int
+) -> HostilePeer:
+    """Have ``fowld`` offer "echo" (at ``echo_port``) and want "wanted", then pair with it.
+
+    Returns once "echo" works through the tunnel (one warm-up round trip)."""
+    for command in (
+        {"kind": "remote", "name": "echo", "connect": f"tcp:127.0.0.1:{echo_port}"},
+        {"kind": "local", "name": "wanted"},
+        {"kind": "allocate-code"},
+    ):
+        fowld.stdin.write(json.dumps(command).encode() + b"\n")
+    fowld.stdin.flush()
+    (allocated,) = await until(
+        lambda: [m for m in stdout_lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
+    )
+    peer = await HostilePeer.join(reactor, mailbox_url, allocated["code"])
+    request = await peer.incoming_control()
+    assert (await request.next_frame())["unique-name"] == "echo"
+    request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
+    await echo_round_trip(peer)
+    return peer

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import collections
 import gc
-import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,10 +27,12 @@ from hostile_peer import (
     echo_round_trip,
     flood,
     frame,
+    join_as_hostile_peer,
     listener_request,
     raw_frame,
     rss_kib,
     sleep,
+    spawn_fowld,
     stdout_lines,
     until,
 )
@@ -538,28 +537,10 @@ async def test_bad_stream_reply_from_the_peer_closes_the_local_connection(scene,
 async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, processes):
     reactor = _reactor()
     echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
-    fowld = processes.spawn(
-        [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox.url, "--transit-relay", "none"],
-        stdin=subprocess.PIPE,
-        name="fowld",
-    )
+    fowld = spawn_fowld(processes, mailbox.url)
     peer = None
     try:
-        for command in (
-            {"kind": "remote", "name": "echo", "connect": f"tcp:{LOOPBACK}:{echo.getHost().port}"},
-            {"kind": "local", "name": "wanted"},
-            {"kind": "allocate-code"},
-        ):
-            fowld.stdin.write(json.dumps(command).encode() + b"\n")
-        fowld.stdin.flush()
-        (allocated,) = await until(
-            lambda: [m for m in stdout_lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
-        )
-        peer = await HostilePeer.join(reactor, mailbox.url, allocated["code"])
-        request = await peer.incoming_control()
-        assert (await request.next_frame())["unique-name"] == "echo"
-        request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-        await echo_round_trip(peer)  # warm up before the first measurement
+        peer = await join_as_hostile_peer(reactor, mailbox.url, processes, fowld, echo.getHost().port)
         before = rss_kib(fowld.pid)
         limit = Limits().max_streams
         rss = []

@@ -9,11 +9,9 @@ docs/reliability.md come from.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,9 +26,10 @@ from hostile_peer import (
     RawChannel,
     echo_round_trip,
     flood,
-    frame,
+    join_as_hostile_peer,
     listener_request,
     rss_kib,
+    spawn_fowld,
     stdout_lines,
     until,
 )
@@ -88,29 +87,10 @@ class Target:
 async def target(mailbox, processes) -> AsyncIterator[Target]:
     reactor = _reactor()
     echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
-    # stdout to a file (the default), so thousands of error lines never wait on a pipe
-    fowld = processes.spawn(
-        [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox.url, "--transit-relay", "none"],
-        stdin=subprocess.PIPE,
-        name="fowld",
-    )
+    fowld = spawn_fowld(processes, mailbox.url)
     peer = None
     try:
-        for command in (
-            {"kind": "remote", "name": "echo", "connect": f"tcp:{LOOPBACK}:{echo.getHost().port}"},
-            {"kind": "local", "name": "wanted"},
-            {"kind": "allocate-code"},
-        ):
-            fowld.stdin.write(json.dumps(command).encode() + b"\n")
-        fowld.stdin.flush()
-        (allocated,) = await until(
-            lambda: [m for m in stdout_lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
-        )
-        peer = await HostilePeer.join(reactor, mailbox.url, allocated["code"])
-        request = await peer.incoming_control()
-        assert (await request.next_frame())["unique-name"] == "echo"
-        request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-        await echo_round_trip(peer)  # warm up before the first measurement
+        peer = await join_as_hostile_peer(reactor, mailbox.url, processes, fowld, echo.getHost().port)
         yield Target(fowld, processes, peer)
         assert fowld.poll() is None, processes.describe(fowld)
         _, stderr = processes.output(fowld)
