@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
@@ -228,7 +228,7 @@ class Forwarder:
         if port is None:
             return succeed(None)
         self.emit(events.ClientStopped(want.name, reason))
-        return Deferred.fromCoroutine(_stop(port))
+        return maybeDeferred(port.stopListening)
 
     def control_channel_opened(self, channel: ControlResponder) -> bool:
         if len(self._control_channels) >= self.limits.max_control_channels:
@@ -298,7 +298,7 @@ class Forwarder:
 
         def listening(port: Any) -> wire.ListenerResponse:
             if self.clients.get(name) is not want or not channel.connected or self.stopped:
-                Deferred.fromCoroutine(_stop(port))
+                maybeDeferred(port.stopListening)
                 return wire.ListenerResponse(name, False, reason="withdrawn while listening")
             want.port, want.channel = port, channel
             bound = getattr(port.getHost(), "port", None)
@@ -330,9 +330,3 @@ class Forwarder:
             close_subchannel(channel)
         stops = [self._stop_listening(want, "session closing") for want in self.clients.values()]
         return gatherResults(stops)
-
-
-async def _stop(port: Any) -> None:
-    result = port.stopListening()
-    if isinstance(result, Deferred):
-        await result

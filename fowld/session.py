@@ -29,6 +29,7 @@ from fowld.endpoints import Address, parse_connect, parse_listen
 from fowld.forwarder import Forwarder, ForwardingError
 from fowld.limits import Limits
 from fowld.liveness import watch_session_paths
+from fowld.observe import Subscribers, observe
 from fowld.status import MailboxState, Path, PeerState, Phase, SessionStatus
 from fowld.tuning import tune_dilation_connection
 
@@ -91,7 +92,8 @@ class Session(Service):
             from twisted.internet import reactor
         self.config = config or SessionConfig()
         self._reactor = reactor
-        self._subscribers: list[Callable[[events.Event], None]] = []
+        self._subscribers = Subscribers()
+        self._emit = self._subscribers.emit
         self._status = SessionStatus(mailbox_url=self.config.mailbox_url)
         self.forwarder = Forwarder(reactor, self.config.limits, self._emit)
         self._wormhole = None
@@ -113,15 +115,7 @@ class Session(Service):
 
     def subscribe(self, callback: Callable[[events.Event], None]) -> Callable[[], None]:
         """Call ``callback`` with every event from now on; returns an unsubscribe function."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
-
-    def _emit(self, event: events.Event) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:
-                log.failure("event subscriber failed on {event!r}", event=event)
+        return self._subscribers.subscribe(callback)
 
     def _update(self, **changes: Any) -> None:
         status = dataclasses.replace(self._status, **changes)
@@ -133,9 +127,7 @@ class Session(Service):
 
     def when_closed(self) -> Deferred:
         """Fires with the close result once the session has ended."""
-        d = Deferred()
-        self._closed.addBoth(lambda r: (d.callback(r), r)[1])
-        return d
+        return observe(self._closed)
 
     # life cycle --------------------------------------------------------------
 

@@ -82,7 +82,7 @@ class Stream:
         if self.local is None and self.tunnel is None:
             self._finish()
 
-    def end_lost(self, end: Protocol, reason: Failure) -> None:
+    def end_lost(self, reason: Failure) -> None:
         if self._reason is None:
             self._reason = describe(reason)
         self._closed_ends += 1
@@ -209,4 +209,4 @@ class LocalEnd(Protocol):
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:
         self.connected = False
         if self.stream is not None:
-            self.stream.end_lost(self, reason)
+            self.stream.end_lost(reason)

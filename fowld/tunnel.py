@@ -47,7 +47,7 @@ class _TunnelEnd(Protocol):
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
         if self.stream is not None:
-            self.stream.end_lost(self, reason)
+            self.stream.end_lost(reason)
 
     def handshake(self, message: dict, rest: bytes) -> None:
         raise NotImplementedError

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from fowld import events
 from fowld.endpoints import Address
 from fowld.forwarder import ForwardingError
+from fowld.observe import Subscribers, observe
 from fowld.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
 from fowld.session import Session, SessionConfig, SessionError
 from fowld.status import Phase, SessionStatus
@@ -95,7 +96,8 @@ class SupervisedSession(Service):
         self._code = code if mode is Mode.ACCEPT else profile.code
         self._services = {s.name: s for s in profile.services}
         self._clients = {c.name: c for c in profile.clients}
-        self._subscribers: list[Subscriber] = []
+        self._subscribers = Subscribers()
+        self._emit = self._subscribers.emit
         self._code_waiters: list[Deferred] = []
         self._attempt = 0  # restarts since the last successful connection, for the back-off
         self._closing = False
@@ -106,14 +108,7 @@ class SupervisedSession(Service):
     # observing ---------------------------------------------------------------------------------
 
     def subscribe(self, callback: Subscriber) -> None:
-        self._subscribers.append(callback)
-
-    def _emit(self, event: events.Event) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:
-                log.failure("session {id}: event subscriber failed on {event!r}", id=self.id, event=event)
+        self._subscribers.subscribe(callback)
 
     def _publish(self, status: SessionStatus) -> None:
         if status != self.status:
@@ -130,9 +125,7 @@ class SupervisedSession(Service):
 
     def when_finished(self) -> Deferred:
         """Fires with the final result once the session has ended for good."""
-        d: Deferred = Deferred()
-        self._finished.addBoth(lambda r: (d.callback(r), r)[1])
-        return d
+        return observe(self._finished)
 
     def wait_for_code(self, timeout: float) -> Deferred:
         """Fires with the code once known; fails if the session ends first or ``timeout`` passes."""
