@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -230,10 +229,7 @@ def problems(results: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every process started here is stopped by its PID
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if not args.host_network and not isolation.in_private_network() and isolation.private_network_available():
-        isolation.reexec_in_private_network([__file__, *argv])
+    isolation.prepare_run(__file__, argv, args.host_network)
     config = config_from(args)
     log_dir = Path(tempfile.mkdtemp(prefix="fowld-bench-"))
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -42,3 +43,11 @@ def reexec_in_private_network(argv: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe("unshare", command, env)
+
+
+def prepare_run(script: str, argv: list[str], host_network: bool) -> None:
+    """What every benchmark does first: let SIGTERM unwind like Ctrl-C (so every process
+    it started is stopped by its PID), and move into a private network when it can."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if not host_network and not in_private_network() and private_network_available():
+        reexec_in_private_network([script, *argv])
