@@ -26,10 +26,10 @@ $(UPSTREAM)/.installed:
 	touch $@
 
 demo: setup
-	$(PY) -m fowld.demo
+	$(PY) -m harness.demo
 
 lint: setup
-	$(VENV)/bin/ruff check fowld fowlctl tests bench
+	$(VENV)/bin/ruff check fowld fowlctl harness tests bench
 
 test: setup lint
 	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(VENV)/bin/pytest -q

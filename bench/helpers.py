@@ -1,32 +1,16 @@
-"""The test suite's server and process helpers (tests/servers.py), shared.
-
-The benchmark starts the mailbox and transit relay, and stops every process
-by its PID, exactly as the tests do. tests/ is not a package, so the module is
-loaded from its file.
-"""
+"""What both benchmarks share: the harness's process and server helpers, and machine facts."""
 
 from __future__ import annotations
 
-import importlib.util
 import platform
 import sys
 from pathlib import Path
-from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as `python bench/NAME.py`
+    sys.path.insert(0, str(REPO_ROOT))
 
-
-def _load_servers() -> ModuleType:
-    if "servers" in sys.modules:
-        return sys.modules["servers"]
-    spec = importlib.util.spec_from_file_location("servers", REPO_ROOT / "tests" / "servers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["servers"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-servers = _load_servers()
+from harness import servers  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -38,3 +22,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+__all__ = ["REPO_ROOT", "cpu_model", "servers"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fowld.profiles import Profile, ProfileError, insecure_permission_warning, load_profile
+from fowld.daemon.profiles import Profile, ProfileError, insecure_permission_warning, load_profile
 
 
 @dataclass(frozen=True)

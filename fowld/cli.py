@@ -16,14 +16,15 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
-from fowld import __version__, compat
-from fowld.defaults import (
+from fowld import __version__
+from fowld.engine.config import (
     DAEMON_PEER_LOST_TIMEOUT,
     DEFAULT_MAILBOX,
     DEFAULT_PEER_LOST_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_TRANSIT_RELAY,
 )
+from fowld.wormhole import patches as compat
 
 EPILOG = """\
 examples:
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             build_parser().error(f"--direct-address {address!r} is not an IP address")
     compat.advertise_direct_addresses(args.direct_address)
     if args.stdio:
-        from fowld.stdio_main import run_stdio
+        from fowld.stdio.main import run_stdio
 
         sys.exit(run_stdio(args))
     from fowld.daemon import run_daemon

@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netns import Hub, NetnsError, Topology, remove_stale_namespaces, start_hub, unavailable_reason
-from servers import (
+
+from fowld.wormhole import patches as compat
+from harness.netns import Hub, NetnsError, Topology, remove_stale_namespaces, start_hub, unavailable_reason
+from harness.servers import (
     DBusBus,
     MailboxServer,
     ProcessGroup,
@@ -21,8 +23,6 @@ from servers import (
     start_transit_relay,
     upstream_python_path,
 )
-
-from fowld import compat
 
 # Tests touch only loopback: every fowld (spawned or in-process) offers its peer
 # only 127.0.0.1 for direct Dilation connections, never this machine's other addresses.

@@ -3,7 +3,7 @@
 It joins a session with magic-wormhole directly (same app id and versions
 as fowl), dilates, and then reads and writes raw bytes on ``fowl-commands``
 and ``fowl`` subchannels. Framing is written here from the protocol facts,
-not borrowed from ``fowld.wire``: a test must not check our decoder with
+not borrowed from ``fowld.engine.wire``: a test must not check our decoder with
 itself.
 """
 

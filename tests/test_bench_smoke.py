@@ -15,7 +15,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from servers import REPO_ROOT, ProcessGroup, upstream_python_path
+
+from harness.servers import REPO_ROOT, ProcessGroup, upstream_python_path
 
 BENCH = REPO_ROOT / "bench"
 RUN_TIMEOUT = 90.0  # seconds; a quick run takes about 6 on a 2-core machine
@@ -73,21 +74,21 @@ def test_samples_are_grouped_by_innermost_library() -> None:
         hotspots.classify(";".join([reactor, read, "send (/usr/lib/python3.11/socket.py)"])) == "Twisted I/O"
     )
     # any frame of the byte reports puts the sample there, whatever it calls
-    report = f"_event ({REPO_ROOT}/fowld/stdio.py)"
+    report = f"_event ({REPO_ROOT}/fowld/stdio/protocol.py)"
     assert hotspots.classify(";".join([reactor, report, read])) == hotspots.REPORTS
     upstream_line = f"output_fowl_message ({site}/fowl/_proto.py)"
     assert hotspots.classify(
         ";".join([reactor, upstream_line, "dumps (/usr/lib/python3.11/json/__init__.py)"])
     ) == (hotspots.REPORTS)
     # py-spy qualifies function names with their class or enclosing function
-    counters = f"StreamTable.mark_dirty ({REPO_ROOT}/fowld/streams.py)"
+    counters = f"StreamTable.mark_dirty ({REPO_ROOT}/fowld/engine/streams.py)"
     assert hotspots.classify(";".join([reactor, counters, "callLater (x/twisted/internet/base.py)"])) == (
         hotspots.REPORTS
     )
     printer = f"forward.<locals>.output_fowl_message ({site}/fowl/_proto.py)"
     assert hotspots.classify(";".join([reactor, printer])) == hotspots.REPORTS
-    assert hotspots.classify(f"Stream.from_local ({REPO_ROOT}/fowld/streams.py)") == "forwarder code"
-    assert hotspots.classify(f"dataReceived ({REPO_ROOT}/fowld/tunnel.py)") == "forwarder code"
+    assert hotspots.classify(f"Stream.from_local ({REPO_ROOT}/fowld/engine/streams.py)") == "forwarder code"
+    assert hotspots.classify(f"dataReceived ({REPO_ROOT}/fowld/engine/tunnel.py)") == "forwarder code"
     assert hotspots.classify("<module> (<frozen runpy>)") == "other"
 
 

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import ProcessGroup, free_port
 
 from fowld.daemon.errors import SessionNotFound
+from fowld.daemon.profiles import RestartPolicy
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.supervisor import Mode, should_restart
-from fowld.daemon.values import escape_path_element
-from fowld.profiles import RestartPolicy
+from fowld.dbus.values import escape_path_element
+from harness.servers import ProcessGroup, free_port
 
 BUS_NAME = "org.fowl.Fowld1"
 MANAGER_PATH = "/org/fowl/Fowld1"
@@ -197,7 +197,7 @@ def start_fowld(
 @pytest.fixture
 def second_bus(processes: ProcessGroup) -> Iterator[str]:
     """Another private bus, for the peer daemon."""
-    from servers import dbus_daemon, start_dbus_bus
+    from harness.servers import dbus_daemon, start_dbus_bus
 
     if dbus_daemon() is None:
         pytest.skip("dbus-daemon is not installed (Debian package: dbus)")

@@ -20,11 +20,12 @@ import pytest
 import pytest_twisted
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from servers import ProcessGroup, dbus_daemon, start_dbus_bus
 from test_daemon import BUS_NAME, ERROR, MANAGER, MANAGER_PATH, SESSION, Fowld, start_fowld, write_profile
 from twisted.internet.defer import Deferred
 from txdbus import client
 from txdbus.error import RemoteError
+
+from harness.servers import ProcessGroup, dbus_daemon, start_dbus_bus
 
 EXAMPLES = int(os.environ.get("FOWL_FUZZ_EXAMPLES", "50"))
 CALL_TIMEOUT = 40.0  # seconds; Invite may wait up to 30 s for a code

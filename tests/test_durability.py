@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from netns import (
+
+from harness.netns import (
     HUB_ADDRESS,
     PROGRESS_STEP,
     RELAY_PORT,
@@ -31,7 +32,7 @@ from netns import (
     start_mailbox,
     traffic_argv,
 )
-from servers import REPO_ROOT, ProcessGroup
+from harness.servers import REPO_ROOT, ProcessGroup
 
 pytestmark = pytest.mark.netns
 
@@ -337,9 +338,11 @@ def test_killed_peer_is_reported_lost(topology: Topology, hub: Hub, processes: P
 
 @pytest.mark.timeout(60)
 def test_vanished_address_is_noticed(topology: Topology) -> None:
-    """The check fowld.liveness relies on, run where the address really goes away."""
+    """The check fowld.wormhole.liveness relies on, run where the address really goes away."""
     alice = topology.alice
-    probe = "from fowld.liveness import address_is_local as l; import sys; print(*map(l, sys.argv[1:]))"
+    probe = (
+        "from fowld.wormhole.liveness import address_is_local as l; import sys; print(*map(l, sys.argv[1:]))"
+    )
 
     def local(*addresses: str) -> list[str]:
         argv = alice.exec([sys.executable, "-c", probe, *addresses])

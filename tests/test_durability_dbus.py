@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from netns import Hub, Side, Topology
-from servers import REPO_ROOT, ProcessGroup, read_line
 from test_daemon import BUS_NAME, MANAGER, MANAGER_PATH, SESSION, fixed_profile, fowld_env, write_profile
 from test_durability import LISTEN_PORT, MB, SINK_PORT, STEP, report, start_transfer
+
+from harness.netns import Hub, Side, Topology
+from harness.servers import REPO_ROOT, ProcessGroup, read_line
 
 pytestmark = [
     pytest.mark.netns,

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint
 
-from fowld.endpoints import (
+from fowld.engine.endpoints import (
     Address,
     EndpointError,
     client_endpoint,

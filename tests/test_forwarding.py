@@ -15,8 +15,16 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from servers import free_port
-from stdio_peer import (
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory
+
+from fowld.engine import events, wire
+from fowld.engine.limits import Limits
+from fowld.engine.session import Session, SessionConfig
+from fowld.engine.status import Phase
+from fowld.engine.tunnel import OutgoingTunnel
+from harness.peers import (
     HashServer,
     StdioPeer,
     exchange,
@@ -27,15 +35,7 @@ from stdio_peer import (
     start_ours,
     wait_dilated,
 )
-from twisted.internet import task
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Factory
-
-from fowld import events, wire
-from fowld.limits import Limits
-from fowld.session import Session, SessionConfig
-from fowld.status import Phase
-from fowld.tunnel import OutgoingTunnel
+from harness.servers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

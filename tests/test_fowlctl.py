@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import REPO_ROOT, ProcessGroup, dbus_daemon, read_line, start_dbus_bus
 
 from fowlctl import cli
 from fowlctl.bus import session_bus_address
@@ -47,6 +46,7 @@ from fowlctl.render import (
     table,
 )
 from fowlctl.watch import event_from_signal, event_json, event_line, owner_event
+from harness.servers import REPO_ROOT, ProcessGroup, dbus_daemon, read_line, start_dbus_bus
 
 FOWLCTL = [sys.executable, "-m", "fowlctl"]
 RUN_TIMEOUT = 30.0  # seconds for one fowlctl run
@@ -721,7 +721,7 @@ def test_demo_runs_to_success() -> None:
     if dbus_daemon() is None:
         pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
     result = subprocess.run(
-        [sys.executable, "-m", "fowld.demo"],
+        [sys.executable, "-m", "harness.demo"],
         capture_output=True,
         text=True,
         timeout=90,

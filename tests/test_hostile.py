@@ -1,6 +1,6 @@
 """A peer that breaks the wire protocol on purpose, against a real session.
 
-Our side is a real ``fowld.session.Session`` (small limits, so refusals come
+Our side is a real ``fowld.engine.session.Session`` (small limits, so refusals come
 quickly) offering an echo server as ``echo`` and wanting ``wanted``; the far
 side is ``hostile_peer.HostilePeer`` on the same loopback mailbox. Every test
 checks what the peer is told, that our side says why, that nothing is logged
@@ -41,9 +41,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from fowld import events
-from fowld.limits import Limits
-from fowld.session import Session, SessionConfig
+from fowld.engine import events
+from fowld.engine.limits import Limits
+from fowld.engine.session import Session, SessionConfig
 
 LOOPBACK = "127.0.0.1"
 STEP = 10.0  # seconds for any one step on loopback

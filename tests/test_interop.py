@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from stdio_peer import (
+
+from harness.peers import (
     HashServer,
     StdioPeer,
     exchange,

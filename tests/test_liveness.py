@@ -1,4 +1,4 @@
-"""Unit tests of fowld.liveness's peer-lost rule, on a test clock."""
+"""Unit tests of fowld.wormhole.liveness's peer-lost rule, on a test clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from twisted.internet.task import Clock
 
-from fowld.liveness import Liveness
+from fowld.wormhole.liveness import Liveness
 
 
 class FakeTransport:

@@ -1,4 +1,4 @@
-"""fowld.notify speaks sd_notify to a real AF_UNIX datagram socket, as systemd's."""
+"""fowld.daemon.notify speaks sd_notify to a real AF_UNIX datagram socket, as systemd's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor, task
 
-from fowld.notify import Notifier, NotifyService, watchdog_interval
+from fowld.daemon.notify import Notifier, NotifyService, watchdog_interval
 
 NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 

@@ -12,8 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fowld.endpoints import EndpointError, parse_connect, parse_listen
-from fowld.profiles import (
+from fowld.daemon.profiles import (
     DEFAULT_MAILBOX,
     DEFAULT_TRANSIT_RELAY,
     ClientSpec,
@@ -28,6 +27,7 @@ from fowld.profiles import (
     profile_from_dict,
     profiles_dir,
 )
+from fowld.engine.endpoints import EndpointError, parse_connect, parse_listen
 
 REPO = Path(__file__).resolve().parent.parent
 # Every key of the schema: top level, then service and client entries.

@@ -33,12 +33,12 @@ from hostile_peer import (
     stdout_lines,
     until,
 )
-from servers import LOOPBACK, ProcessGroup
-from stdio_peer import explained, pair, start_ours, wait_dilated
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
 
-from fowld.limits import Limits
+from fowld.engine.limits import Limits
+from harness.peers import explained, pair, start_ours, wait_dilated
+from harness.servers import LOOPBACK, ProcessGroup
 
 SLOW = os.environ.get("FOWL_SLOW") == "1"
 SLOW_REASON = "slow: run with FOWL_SLOW=1"

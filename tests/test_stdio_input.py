@@ -19,11 +19,12 @@ import pytest_twisted
 from hostile_peer import HostilePeer, until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import ProcessGroup, read_line
 
-from fowld import __version__, events
-from fowld.status import MailboxState, Phase, SessionStatus
-from fowld.stdio import MAX_LINE, CommandError, parse_command, render_event, render_status
+from fowld import __version__
+from fowld.engine import events
+from fowld.engine.status import MailboxState, Phase, SessionStatus
+from fowld.stdio.protocol import MAX_LINE, CommandError, parse_command, render_event, render_status
+from harness.servers import ProcessGroup, read_line
 
 FUZZ = settings(
     max_examples=int(os.environ.get("FOWL_FUZZ_EXAMPLES", "200")),

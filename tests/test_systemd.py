@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from servers import START_TIMEOUT, ProcessGroup, dbus_daemon, read_line, venv_script
 from twisted.internet import defer, reactor
 from txdbus import client, error
+
+from harness.servers import START_TIMEOUT, ProcessGroup, dbus_daemon, read_line, venv_script
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD_DIR = REPO / "systemd"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fowld.wire import (
+from fowld.engine.wire import (
     MAX_MESSAGE,
     MAX_NAME,
     FrameReader,
@@ -39,7 +39,7 @@ FUZZ = settings(
 
 
 def _body(data: bytes) -> object:
-    """Decode one frame independently of fowld.wire."""
+    """Decode one frame independently of fowld.engine.wire."""
     (length,) = struct.unpack("!H", data[:2])
     assert len(data) == 2 + length
     return msgpack.unpackb(data[2:], raw=False)

@@ -16,10 +16,10 @@ _STDIO_ONLY = ("mailbox", "transit_relay", "embedded_mailbox")
 
 def run_daemon(args: argparse.Namespace) -> int:
     """Serve ``org.fowl.Fowld1`` until SIGTERM; returns the process exit status."""
-    from fowld.daemon.app import run
+    from fowld.daemon.profiles import profiles_dir
     from fowld.daemon.supervisor import SessionOptions
-    from fowld.defaults import DAEMON_PEER_LOST_TIMEOUT
-    from fowld.profiles import profiles_dir
+    from fowld.dbus.app import run
+    from fowld.engine.config import DAEMON_PEER_LOST_TIMEOUT
 
     for name in _STDIO_ONLY:
         if getattr(args, name, None):

@@ -16,12 +16,12 @@ from twisted.internet.defer import Deferred, TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fowld import events
 from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs, NoCode
+from fowld.daemon.profiles import Profile, ProfileChanges
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.store import ProfileStore
 from fowld.daemon.supervisor import Mode, SessionOptions, SupervisedSession
-from fowld.profiles import Profile, ProfileChanges
+from fowld.engine import events
 
 log = Logger()
 CODE_TIMEOUT = 30.0  # seconds Invite waits for the mailbox to allocate a code

@@ -11,7 +11,14 @@ from pathlib import Path
 from twisted.logger import Logger
 
 from fowld.daemon.errors import InvalidProfile, ProfileNotFound
-from fowld.profiles import PROFILE_SUFFIX, Profile, ProfileChanges, ProfileError, ProfileSet, load_profiles
+from fowld.daemon.profiles import (
+    PROFILE_SUFFIX,
+    Profile,
+    ProfileChanges,
+    ProfileError,
+    ProfileSet,
+    load_profiles,
+)
 
 log = Logger()
 

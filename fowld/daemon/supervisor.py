@@ -28,13 +28,13 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from fowld import events
-from fowld.endpoints import Address
-from fowld.forwarder import ForwardingError
-from fowld.observe import Subscribers, observe
-from fowld.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
-from fowld.session import Session, SessionConfig, SessionError
-from fowld.status import Phase, SessionStatus
+from fowld.daemon.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
+from fowld.engine import events
+from fowld.engine.endpoints import Address
+from fowld.engine.forwarder import ForwardingError
+from fowld.engine.observe import Subscribers, observe
+from fowld.engine.session import Session, SessionConfig, SessionError
+from fowld.engine.status import Phase, SessionStatus
 
 log = Logger()
 _ENDED = (Phase.CLOSING, Phase.CLOSED, Phase.FAILED)

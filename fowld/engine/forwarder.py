@@ -17,18 +17,18 @@ from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred,
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from fowld import events, wire
-from fowld.control import ControlResponder, ControlResponderFactory, ServiceRequester, close_subchannel
-from fowld.endpoints import (
+from fowld.engine import events, wire
+from fowld.engine.control import ControlResponder, ControlResponderFactory, ServiceRequester, close_subchannel
+from fowld.engine.endpoints import (
     Address,
     connect_address_for_port,
     escape,
     parse_listen,
     server_endpoint,
 )
-from fowld.limits import Limits
-from fowld.streams import Emit, LocalEnd, StreamTable
-from fowld.tunnel import IncomingTunnelFactory, OutgoingTunnel
+from fowld.engine.limits import Limits
+from fowld.engine.streams import Emit, LocalEnd, StreamTable
+from fowld.engine.tunnel import IncomingTunnelFactory, OutgoingTunnel
 
 
 class ForwardingError(ValueError):

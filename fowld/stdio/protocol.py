@@ -19,17 +19,17 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from fowld import events
-from fowld.endpoints import (
+from fowld.engine import events
+from fowld.engine.endpoints import (
     EndpointError,
     connect_address_for_port,
     listen_address_for_port,
     parse_connect,
     parse_listen,
 )
-from fowld.forwarder import ForwardingError
-from fowld.session import Session, SessionError
-from fowld.status import SessionStatus
+from fowld.engine.forwarder import ForwardingError
+from fowld.engine.session import Session, SessionError
+from fowld.engine.status import SessionStatus
 
 MAX_LINE = 65536
 MAX_CLOSE_TIMEOUT = 3600

@@ -11,16 +11,16 @@ from twisted.internet.defer import Deferred, TimeoutError
 from twisted.python.failure import Failure
 from txdbus.objects import dbusMethod
 
-from fowld import events
-from fowld.daemon import api
+from fowld.dbus import api
 from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs
-from fowld.daemon.exported import ExportedObject
 from fowld.daemon.supervisor import SupervisedSession
-from fowld.daemon.values import session_path
-from fowld.endpoints import EndpointError, parse_connect, parse_listen
-from fowld.forwarder import ClientWant, ForwardingError
-from fowld.session import SessionError
-from fowld.status import PeerState
+from fowld.dbus.exported import ExportedObject
+from fowld.dbus.values import session_path
+from fowld.engine import events
+from fowld.engine.endpoints import EndpointError, parse_connect, parse_listen
+from fowld.engine.forwarder import ClientWant, ForwardingError
+from fowld.engine.session import SessionError
+from fowld.engine.status import PeerState
 
 CLOSE_REPLY_TIMEOUT = 15.0  # Close() answers by then even if the mailbox is slow to say goodbye
 PING_TIMEOUT = 10.0

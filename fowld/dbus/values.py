@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from txdbus import marshal
 
-from fowld.daemon.api import SESSION_PATH_PREFIX
+from fowld.dbus.api import SESSION_PATH_PREFIX
 
 
 class _TypedList(list):

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers import LOOPBACK, ProcessGroup
+from harness.servers import LOOPBACK, ProcessGroup
 
 STEP_TIMEOUT = 10.0  # seconds for one step (a code, a peer, a listener) on loopback
 EXIT_TIMEOUT = 10.0  # seconds for a daemon to end after stdin closes

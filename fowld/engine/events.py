@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from fowld.status import SessionStatus
+from fowld.engine.status import SessionStatus
 
 
 class Direction(enum.Enum):

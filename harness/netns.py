@@ -8,9 +8,8 @@ exist only inside these namespaces; nothing outside them is touched. Every
 namespace is named ``fowlt-<pid>-<n>-<role>`` so that namespaces left behind
 by a crashed run (whose pid is gone) can be found and removed.
 
-Run as a script, this file is also those programs (stdlib only):
-``netns.py sink PORT`` reads one connection to its end and
-``netns.py source PORT BYTES RATE`` sends deterministic bytes at a steady rate;
+``traffic_argv("sink", PORT)`` runs a program that reads one connection to its end and
+``traffic_argv("source", PORT, BYTES, RATE)`` one that sends deterministic bytes at a steady rate;
 both print JSON lines with progress and a SHA-256 of the bytes.
 """
 
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from servers import ProcessGroup, venv_script
+from harness.servers import ProcessGroup, venv_script
 
 PREFIX = "fowlt"
 SUBNET = "10.231.0"
@@ -306,7 +305,9 @@ def peer_environment() -> dict[str, str]:
 
 def traffic_argv(*args: str | int | float) -> list[str]:
     """This file run as one of the traffic programs."""
-    return [sys.executable, str(Path(__file__).resolve()), *map(str, args)]
+    root = str(Path(__file__).resolve().parents[1])
+    program = f"import sys; sys.path.insert(0, {root!r}); from harness.netns import main; main()"
+    return [sys.executable, "-c", program, *map(str, args)]
 
 
 # traffic programs ---------------------------------------------------------

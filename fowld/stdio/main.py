@@ -8,14 +8,14 @@ from twisted.internet import reactor as default_reactor
 from twisted.internet import stdio
 from twisted.internet.defer import ensureDeferred
 
-from fowld.defaults import (
+from fowld.engine.config import (
     DEFAULT_MAILBOX,
     DEFAULT_PEER_LOST_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_TRANSIT_RELAY,
 )
-from fowld.session import Session, SessionConfig
-from fowld.stdio import StdioController
+from fowld.engine.session import Session, SessionConfig
+from fowld.stdio.protocol import StdioController
 
 
 def config_from_args(args: argparse.Namespace, mailbox_url: str | None = None) -> SessionConfig:
@@ -43,7 +43,7 @@ def run_stdio(args: argparse.Namespace, reactor=default_reactor) -> int:
     async def start() -> None:
         mailbox_url = None
         if args.embedded_mailbox:
-            from fowld.mailbox import start_embedded_mailbox
+            from fowld.wormhole.mailbox import start_embedded_mailbox
 
             embedded = await start_embedded_mailbox(reactor, args.embedded_mailbox)
             reactor.addSystemEventTrigger("before", "shutdown", embedded.stop)

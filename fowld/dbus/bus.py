@@ -11,9 +11,9 @@ from twisted.python.failure import Failure
 from txdbus import client
 from txdbus.error import FailedToAcquireName
 
-from fowld.daemon import api
-from fowld.daemon.exported import ObjectHandler
-from fowld.daemon.manager_object import ManagerObject
+from fowld.dbus import api
+from fowld.dbus.exported import ObjectHandler
+from fowld.dbus.manager_object import ManagerObject
 
 
 class BusError(Exception):

@@ -1,4 +1,4 @@
-"""``python -m fowld.demo`` (``make demo``): two computers forwarding a web page, on this one.
+"""``python -m harness.demo`` (``make demo``): two computers forwarding a web page, on this one.
 
 "alice" and "bob" each get a D-Bus session bus, a profiles directory and a
 fowld of their own; they meet on a mailbox server and a transit relay started
@@ -216,7 +216,7 @@ class Demo:
         say("[1/6] Starting a mailbox server, where the two fowlds meet, and a transit relay")
         mailbox = self.spawn(
             "mailbox",
-            [sys.executable, "-m", "fowld.mailbox", "--listen", f"tcp:0:interface={LOOPBACK}"],
+            [sys.executable, "-m", "fowld.wormhole.mailbox", "--listen", f"tcp:0:interface={LOOPBACK}"],
             capture=True,
         )
         relay_port = free_port()

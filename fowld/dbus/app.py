@@ -19,14 +19,14 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fowld.daemon.bus import BusError, BusService
 from fowld.daemon.manager import Manager
-from fowld.daemon.manager_object import ManagerObject
+from fowld.daemon.notify import Notifier, NotifyService
+from fowld.daemon.profiles import ProfileChanges
 from fowld.daemon.store import ProfileStore
 from fowld.daemon.supervisor import SessionOptions, SupervisedSession
-from fowld.notify import Notifier, NotifyService
-from fowld.profiles import ProfileChanges
-from fowld.status import Phase
+from fowld.dbus.bus import BusError, BusService
+from fowld.dbus.manager_object import ManagerObject
+from fowld.engine.status import Phase
 
 log = Logger()
 

@@ -1,7 +1,7 @@
 """One Dilated wormhole session: code, peer, Dilation status, forwarding, closing.
 
 A ``Session`` is a Twisted ``Service``. Front ends call its methods and
-subscribe to its events (``fowld.events``); its state is always described by
+subscribe to its events (``fowld.engine.events``); its state is always described by
 an immutable ``SessionStatus``.
 """
 
@@ -23,15 +23,16 @@ from wormhole import _status as wstatus
 from wormhole import create as create_wormhole
 from wormhole.errors import LonelyError, WrongPasswordError
 
-from fowld import compat, events
-from fowld.defaults import APP_ID, DEFAULT_MAILBOX, DEFAULT_PING_INTERVAL, DEFAULT_TRANSIT_RELAY
-from fowld.endpoints import Address, parse_connect, parse_listen
-from fowld.forwarder import Forwarder, ForwardingError
-from fowld.limits import Limits
-from fowld.liveness import watch_session_paths
-from fowld.observe import Subscribers, observe
-from fowld.status import MailboxState, Path, PeerState, Phase, SessionStatus
-from fowld.tuning import tune_dilation_connection
+from fowld.engine import events
+from fowld.engine.config import APP_ID, DEFAULT_MAILBOX, DEFAULT_PING_INTERVAL, DEFAULT_TRANSIT_RELAY
+from fowld.engine.endpoints import Address, parse_connect, parse_listen
+from fowld.engine.forwarder import Forwarder, ForwardingError
+from fowld.engine.limits import Limits
+from fowld.engine.observe import Subscribers, observe
+from fowld.engine.status import MailboxState, Path, PeerState, Phase, SessionStatus
+from fowld.wormhole import patches as compat
+from fowld.wormhole.liveness import watch_session_paths
+from fowld.wormhole.tuning import tune_dilation_connection
 
 FEATURES = ("core-v1",)
 APP_VERSIONS = {"fowl": {"features": list(FEATURES)}}

@@ -39,7 +39,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from fowld.defaults import DEFAULT_PING_INTERVAL
+from fowld.engine.config import DEFAULT_PING_INTERVAL
 
 log = Logger()
 

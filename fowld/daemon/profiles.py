@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from fowld.defaults import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
-from fowld.endpoints import Address, EndpointError, parse_connect, parse_listen
+from fowld.engine.config import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
+from fowld.engine.endpoints import Address, EndpointError, parse_connect, parse_listen
 
 DEFAULT_CODE_LENGTH = 2
 PROFILE_SUFFIX = ".yaml"

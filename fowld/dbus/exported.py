@@ -15,9 +15,9 @@ from twisted.internet.interfaces import IDelayedCall
 from txdbus import message
 from txdbus.objects import DBusObject, DBusObjectHandler, dbusMethod
 
-from fowld.daemon import api
+from fowld.dbus import api
 from fowld.daemon.errors import PropertyReadOnly, UnknownInterface, UnknownProperty
-from fowld.daemon.values import typed
+from fowld.dbus.values import typed
 
 COUNTER_INTERVAL = 0.5  # seconds between two announcements of fast-moving counters
 

@@ -15,9 +15,9 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from fowld import events
-from fowld.limits import Limits
-from fowld.tuning import tune_transport
+from fowld.engine import events
+from fowld.engine.limits import Limits
+from fowld.wormhole.tuning import tune_transport
 
 Emit = Callable[[Any], None]
 

@@ -4,7 +4,7 @@ Two fowld peers only need a mailbox to meet; for offline or LAN use, demos and
 tests fowld can run one in-process instead of relying on a public server. It
 keeps its channels in memory and records no usage statistics.
 
-Run it on its own with ``python -m fowld.mailbox --listen tcp:4000``: it prints
+Run it on its own with ``python -m fowld.wormhole.mailbox --listen tcp:4000``: it prints
 the URL peers should use and serves until SIGINT or SIGTERM.
 """
 
@@ -26,7 +26,7 @@ from wormhole_mailbox_server.database import create_channel_db
 from wormhole_mailbox_server.server import make_server
 from wormhole_mailbox_server.web import make_web_server
 
-from fowld.endpoints import (
+from fowld.engine.endpoints import (
     LOOPBACK_V4,
     LOOPBACK_V6,
     Address,
@@ -177,7 +177,7 @@ async def _serve(reactor, listen: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m fowld.mailbox",
+        prog="python -m fowld.wormhole.mailbox",
         description="Run a Magic Wormhole mailbox server (in memory) for fowld peers.",
     )
     parser.add_argument(

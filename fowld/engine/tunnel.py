@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from fowld import events, wire
-from fowld.endpoints import client_endpoint
-from fowld.streams import LocalEnd, Stream
+from fowld.engine import events, wire
+from fowld.engine.endpoints import client_endpoint
+from fowld.engine.streams import LocalEnd, Stream
 
 if TYPE_CHECKING:
-    from fowld.forwarder import Forwarder
+    from fowld.engine.forwarder import Forwarder
 
 
 class _TunnelEnd(Protocol):

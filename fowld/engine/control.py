@@ -14,10 +14,10 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from fowld import events, wire
+from fowld.engine import events, wire
 
 if TYPE_CHECKING:
-    from fowld.forwarder import Forwarder, ServiceOffer
+    from fowld.engine.forwarder import Forwarder, ServiceOffer
 
 
 def close_subchannel(protocol: Protocol | None) -> None:

@@ -1,0 +1,1 @@
+"""The D-Bus adapter: the daemon's manager and sessions as objects on the session bus."""

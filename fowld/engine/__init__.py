@@ -1,0 +1,1 @@
+"""The forwarding engine: sessions, services, clients and streams over a Dilated wormhole."""

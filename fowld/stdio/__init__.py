@@ -1,0 +1,1 @@
+"""`fowld --stdio`: one session driven by JSON lines on stdin and stdout."""

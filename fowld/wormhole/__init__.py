@@ -1,0 +1,1 @@
+"""Everything that touches magic-wormhole's internals, in one place."""

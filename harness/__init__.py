@@ -1,0 +1,1 @@
+"""Test, benchmark and demo harness: real servers and processes, never shipped."""
