@@ -5,7 +5,7 @@ pausing it) and stops it with SIGINT, which makes py-spy write its stacks.
 ``summarize`` sorts every sample into one group:
 
 1. *JSON output / byte reports*: any frame of the per-chunk byte accounting
-   or of the JSON-line writer (ours: fowld/stdio/protocol.py and the stream table's
+   or of the JSON-line writer (ours: fowld/stdio/controller.py and the stream table's
    counters; upstream: fowl/status.py and its line printer);
 2. otherwise the library of the innermost frame that belongs to one: Noise
    encryption (noise, cryptography), magic-wormhole records (wormhole),
@@ -49,7 +49,7 @@ _LIBRARIES = (
     ("forwarder code", ("/fowld/", "/fowl/")),
 )
 _REPORT_FRAMES = (
-    ("/fowld/stdio/protocol.py", None),
+    ("/fowld/stdio/controller.py", None),
     ("/fowld/engine/streams.py", {"mark_dirty", "flush", "_report"}),
     ("/fowl/status.py", None),
     ("/fowl/_proto.py", {"output_fowl_message"}),

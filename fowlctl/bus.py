@@ -13,14 +13,13 @@ from txdbus.error import DBusException, RemoteError, TimeOut
 from fowlctl.errors import BusUnreachable, CtlError, FowldNotRunning, TimedOut, from_remote
 from fowlctl.ids import SESSION_PATH_PREFIX, resolve_session_id
 from fowlctl.model import ProfileView, SessionView, profile_from_dict, session_from_properties
+from fowld.dbus.names import BUS_NAME, DBUS_NAME, DBUS_PATH, MANAGER_PATH
+from fowld.dbus.names import MANAGER_INTERFACE as MANAGER
+from fowld.dbus.names import OBJECT_MANAGER_INTERFACE as OBJECT_MANAGER
+from fowld.dbus.names import PROPERTIES_INTERFACE as PROPERTIES
+from fowld.dbus.names import SESSION_INTERFACE as SESSION
 
-BUS_NAME = "org.fowl.Fowld1"
-MANAGER_PATH = "/org/fowl/Fowld1"
-MANAGER = "org.fowl.Fowld1.Manager"
-SESSION = "org.fowl.Fowld1.Session"
-PROPERTIES = "org.freedesktop.DBus.Properties"
-OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
-DBUS = "org.freedesktop.DBus"
+DBUS = DBUS_NAME
 
 CALL_TIMEOUT = 15.0  # seconds; fowld answers most calls at once
 SLOW_CALL_TIMEOUT = 60.0  # Invite waits up to 30 s for the mailbox to hand out a code
@@ -58,7 +57,7 @@ class Fowld:
             raise BusUnreachable(f"cannot connect to the session bus at {address}: {_reason(e)}") from None
         fowld = cls(connection)
         try:
-            if not await fowld._call(DBUS, "/org/freedesktop/DBus", DBUS, "NameHasOwner", "s", [BUS_NAME]):
+            if not await fowld._call(DBUS, DBUS_PATH, DBUS, "NameHasOwner", "s", [BUS_NAME]):
                 raise FowldNotRunning()
         except BaseException:
             fowld.disconnect()
@@ -167,7 +166,7 @@ class Fowld:
             sender=DBUS,
             interface=DBUS,
             member="NameOwnerChanged",
-            path="/org/freedesktop/DBus",
+            path=DBUS_PATH,
             arg=[(0, BUS_NAME)],
         )
 

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import enum
 
+from fowld.dbus import names
+
 NOT_RUNNING_MESSAGE = (
     "fowld is not running on the session bus (start it with `systemctl --user start fowld` or run `fowld`)"
 )
 
 # D-Bus errors meaning nobody owns the bus name we called.
-_NOT_RUNNING_ERRORS = {
-    "org.freedesktop.DBus.Error.ServiceUnknown",
-    "org.freedesktop.DBus.Error.NameHasNoOwner",
-}
+_NOT_RUNNING_ERRORS = {names.SERVICE_UNKNOWN, names.NAME_HAS_NO_OWNER}
 # D-Bus errors meaning the object we called went away: its session has ended.
-_GONE_ERRORS = {
-    "org.freedesktop.DBus.Error.UnknownObject",
-    "org.freedesktop.DBus.Error.UnknownMethod",
-    "org.freedesktop.DBus.Error.UnknownInterface",
-}
-_TIMEOUT_ERRORS = {"org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Timeout"}
+_GONE_ERRORS = {names.UNKNOWN_OBJECT, names.UNKNOWN_METHOD, names.UNKNOWN_INTERFACE}
+_TIMEOUT_ERRORS = {names.NO_REPLY, names.TIMEOUT}
 
 
 class ExitCode(enum.IntEnum):
@@ -58,7 +53,7 @@ class FowldNotRunning(CtlError):
 
 
 class SessionNotFound(CtlError):
-    name = "org.fowl.Fowld1.Error.SessionNotFound"
+    name = names.ERRORS["SessionNotFound"]
 
 
 class AmbiguousSession(CtlError):

@@ -7,9 +7,11 @@ import ipaddress
 import os
 import resource
 import sys
+from pathlib import Path
 
 from twisted.logger import (
     FilteringLogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
     globalLogBeginner,
@@ -17,14 +19,19 @@ from twisted.logger import (
 )
 
 from fowld import __version__
+from fowld.daemon.options import DAEMON_PEER_LOST_TIMEOUT, SessionOptions
+from fowld.engine import rules
 from fowld.engine.config import (
-    DAEMON_PEER_LOST_TIMEOUT,
+    DEFAULT_CODE_LENGTH,
     DEFAULT_MAILBOX,
     DEFAULT_PEER_LOST_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_TRANSIT_RELAY,
 )
-from fowld.wormhole import patches as compat
+
+# Options that describe the single session of --stdio; in the daemon each profile says.
+_STDIO_ONLY = ("mailbox", "transit_relay", "embedded_mailbox")
+MAX_PEER_LOST_TIMEOUT = 86400.0
 
 EPILOG = """\
 examples:
@@ -86,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="offer the peer only this address for direct connections (repeatable; "
         "default: every local address; env FOWL_DIRECT_ADDRESSES=a,b)",
     )
-    parser.add_argument("--code-length", type=int, default=2, metavar="N", help="words in new codes")
+    parser.add_argument(
+        "--code-length", type=int, default=DEFAULT_CODE_LENGTH, metavar="N", help="words in new codes"
+    )
     parser.add_argument(
         "command",
         nargs="?",
@@ -132,8 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     start_logging(args.verbose)
     raise_file_limit()
-    if args.code_length < 1 or args.code_length > 32:
-        build_parser().error("--code-length must be 1-32")
+    try:
+        rules.check_code_length(args.code_length, "--code-length")
+    except rules.RuleError as e:
+        build_parser().error(str(e))
     if args.ping_interval is not None and not 0.1 <= args.ping_interval <= 3600:
         build_parser().error("--ping-interval must be 0.1-3600 seconds")
     for address in args.direct_address or ():
@@ -141,11 +152,34 @@ def main(argv: list[str] | None = None) -> None:
             ipaddress.ip_address(address)
         except ValueError:
             build_parser().error(f"--direct-address {address!r} is not an IP address")
-    compat.advertise_direct_addresses(args.direct_address)
+    if args.direct_address:
+        from fowld.wormhole.patches import advertise_direct_addresses
+
+        advertise_direct_addresses(args.direct_address)
     if args.stdio:
         from fowld.stdio.main import run_stdio
 
-        sys.exit(run_stdio(args))
-    from fowld.daemon import run_daemon
-
+        run_stdio(args)
     sys.exit(run_daemon(args))
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """Serve ``org.fowl.Fowld1`` until SIGTERM; returns the process exit status."""
+    from fowld.daemon.profiles import profiles_dir
+    from fowld.dbus.app import run
+
+    log = Logger()
+    for name in _STDIO_ONLY:
+        if getattr(args, name, None):
+            option = "--" + name.replace("_", "-")
+            log.warn("{option} is ignored by the daemon: each profile names its own", option=option)
+    timeout = DAEMON_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout
+    if not 0 <= timeout <= MAX_PEER_LOST_TIMEOUT:
+        print(f"fowld: --peer-lost-timeout must be 0-{MAX_PEER_LOST_TIMEOUT:g} seconds", file=sys.stderr)
+        return 2
+    options = SessionOptions(
+        relay_only=args.relay_only,
+        ping_interval=args.ping_interval,
+        peer_lost_timeout=timeout or None,
+    )
+    return run(Path(args.profiles) if args.profiles else profiles_dir(), options)

@@ -216,7 +216,7 @@ class Demo:
         say("[1/6] Starting a mailbox server, where the two fowlds meet, and a transit relay")
         mailbox = self.spawn(
             "mailbox",
-            [sys.executable, "-m", "fowld.wormhole.mailbox", "--listen", f"tcp:0:interface={LOOPBACK}"],
+            [sys.executable, "-m", "fowld.mailbox", "--listen", f"tcp:0:interface={LOOPBACK}"],
             capture=True,
         )
         relay_port = free_port()

@@ -74,7 +74,7 @@ def test_samples_are_grouped_by_innermost_library() -> None:
         hotspots.classify(";".join([reactor, read, "send (/usr/lib/python3.11/socket.py)"])) == "Twisted I/O"
     )
     # any frame of the byte reports puts the sample there, whatever it calls
-    report = f"_event ({REPO_ROOT}/fowld/stdio/protocol.py)"
+    report = f"_event ({REPO_ROOT}/fowld/stdio/controller.py)"
     assert hotspots.classify(";".join([reactor, report, read])) == hotspots.REPORTS
     upstream_line = f"output_fowl_message ({site}/fowl/_proto.py)"
     assert hotspots.classify(

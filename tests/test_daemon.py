@@ -31,7 +31,7 @@ from fowld.daemon.errors import SessionNotFound
 from fowld.daemon.profiles import RestartPolicy
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.supervisor import Mode, should_restart
-from fowld.dbus.values import escape_path_element
+from fowld.dbus.names import escape_path_element
 from harness.servers import ProcessGroup, free_port
 
 BUS_NAME = "org.fowl.Fowld1"

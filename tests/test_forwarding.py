@@ -516,9 +516,9 @@ async def test_undeclared_client_is_refused_after_the_bounded_wait(mailbox, tran
     service_side, client_side = await _paired_sessions(mailbox.url, transit_relay.hint, limits)
     try:
         refusal, failure, waited = await _refuse_undeclared(service_side, client_side)
-        offer = service_side.forwarder.services["ghost"]
+        offer = service_side._forwarder._services["ghost"]
         await _until(lambda: offer.channel is None)  # its control channel is closed
-        state = offer.state
+        state = offer.status.state.value
     finally:
         await _close(service_side, client_side)
     assert (refusal.what, refusal.name) == ("listener", "ghost")
@@ -526,7 +526,7 @@ async def test_undeclared_client_is_refused_after_the_bounded_wait(mailbox, tran
     assert failure.name == "ghost" and "no client named 'ghost'" in failure.reason
     assert 1.0 <= waited < 5.0, waited
     assert state == "failed"
-    assert "ghost" not in client_side.forwarder.clients
+    assert "ghost" not in [c.name for c in client_side.clients()]
 
 
 @pytest_twisted.ensureDeferred
@@ -549,9 +549,10 @@ async def test_stream_for_a_name_not_offered_is_refused(mailbox, transit_relay):
         refused = _next_event(target, lambda e: isinstance(e, events.Refused))
         closed = _next_event(opener, lambda e: isinstance(e, events.StreamClosed))
         # what a client listener does for a local connection, for a name the peer never offered
-        stream = opener.forwarder.streams.open("nothing-here", events.Direction.OUTGOING)
+        context = opener._forwarder._context
+        stream = context.streams.open("nothing-here", events.Direction.OUTGOING)
         factory = Factory.forProtocol(lambda: OutgoingTunnel(stream))
-        await opener.forwarder.open_subchannel(wire.STREAM_SUBPROTOCOL, factory)
+        await context.open_subchannel(wire.STREAM_SUBPROTOCOL, factory)
         refusal, end = await refused, await closed
     finally:
         await _close(opener, target)
@@ -559,4 +560,4 @@ async def test_stream_for_a_name_not_offered_is_refused(mailbox, transit_relay):
     assert end.id == stream.id and end.refused
     assert "peer refused" in end.reason and "no service named 'nothing-here'" in end.reason
     assert (end.total_into_tunnel, end.total_out_of_tunnel) == (0, 0)
-    assert len(target.forwarder.streams) == len(opener.forwarder.streams) == 0
+    assert target.open_streams == opener.open_streams == 0

@@ -270,7 +270,7 @@ async def test_huge_data_after_a_refused_opening_is_ignored(scene):
     reply = await channel.next_frame()
     assert reply["connected"] is False and "nope" in reply["reason"]
     await channel.wait_closed()
-    await until(lambda: len(scene.session.forwarder.streams) == 0, "refused stream still counted")
+    await until(lambda: scene.session.open_streams == 0, "refused stream still counted")
     await scene.echo_round_trip()
     scene.assert_quiet()
 
@@ -290,10 +290,10 @@ async def test_flood_of_stream_opens_beyond_the_limit(scene):
     assert len(accepted) == LIMITS.max_streams
     assert len(refused) == opens - LIMITS.max_streams
     assert {r["reason"] for r in refused} == {f"too many streams (limit {LIMITS.max_streams})"}
-    assert len(scene.session.forwarder.streams) == LIMITS.max_streams
+    assert scene.session.open_streams == LIMITS.max_streams
     for channel in channels:
         channel.close()
-    await until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
+    await until(lambda: scene.session.open_streams == 0, "streams not all closed")
     await scene.echo_round_trip()
     scene.assert_quiet()
 
@@ -309,10 +309,10 @@ async def test_opens_held_back_before_their_opening_messages_respect_the_limit(s
     replies = [await channel.next_frame() for channel in channels]
     accepted = sum(1 for r in replies if r["connected"])
     assert accepted <= LIMITS.max_streams, f"{accepted} streams accepted, limit {LIMITS.max_streams}"
-    assert len(scene.session.forwarder.streams) <= LIMITS.max_streams
+    assert scene.session.open_streams <= LIMITS.max_streams
     for channel in channels:
         channel.close()
-    await until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
+    await until(lambda: scene.session.open_streams == 0, "streams not all closed")
     scene.assert_quiet()
 
 
@@ -331,7 +331,7 @@ async def test_repeated_floods_leave_nothing_behind(scene):
     for _ in range(3):
         accepted, _ = await flood(scene.peer, opens)
         assert accepted == LIMITS.max_streams
-        await until(lambda: len(scene.session.forwarder.streams) == 0, "streams not all closed")
+        await until(lambda: scene.session.open_streams == 0, "streams not all closed")
     scene.seen.clear()
     grown = {kind: n - before[kind] for kind, n in _live_objects().items() if n - before[kind] > 50}
     assert grown == {}, f"after {3 * opens} more opens, these grew: {grown}"
@@ -368,7 +368,7 @@ async def test_pending_listener_requests_beyond_the_limit_are_refused_at_once(sc
     assert sorted(r["unique-name"] for r in late) == names[: LIMITS.max_pending_requests]
     assert all(r["listening"] is False for r in late)
     assert time.monotonic() - started >= LIMITS.pending_request_timeout * 0.9
-    assert scene.session.forwarder._pending == {}
+    assert scene.session._forwarder._clients._pending == {}
     scene.assert_quiet()
 
 

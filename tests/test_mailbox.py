@@ -18,7 +18,7 @@ from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 
 from fowld.engine.endpoints import EndpointError
-from fowld.wormhole.mailbox import EmbeddedMailbox, mailbox_url, start_embedded_mailbox
+from fowld.mailbox import EmbeddedMailbox, mailbox_url, start_embedded_mailbox
 from harness.servers import STOP_TIMEOUT, ProcessGroup, free_port, read_line, wait_for_port
 
 APPID = "meejah.ca/wormhole/forward"
@@ -151,7 +151,7 @@ async def test_embedded_mailbox_reports_a_port_in_use():
 
 def test_mailbox_module_prints_its_url_and_stops_on_sigterm(processes: ProcessGroup):
     process = processes.spawn(
-        [sys.executable, "-m", "fowld.wormhole.mailbox", "--listen", "tcp:0"], stdout=subprocess.PIPE
+        [sys.executable, "-m", "fowld.mailbox", "--listen", "tcp:0"], stdout=subprocess.PIPE
     )
     url = read_line(process.stdout, timeout=10).decode().strip()
     match = URL.match(url)
@@ -163,7 +163,7 @@ def test_mailbox_module_prints_its_url_and_stops_on_sigterm(processes: ProcessGr
 
 def test_mailbox_module_explains_a_bad_listen_address():
     result = subprocess.run(
-        [sys.executable, "-m", "fowld.wormhole.mailbox", "--listen", "unix:path=mailbox.sock"],
+        [sys.executable, "-m", "fowld.mailbox", "--listen", "unix:path=mailbox.sock"],
         capture_output=True,
         text=True,
         timeout=10,

@@ -13,8 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fowld.daemon.profiles import (
-    DEFAULT_MAILBOX,
-    DEFAULT_TRANSIT_RELAY,
     ClientSpec,
     Profile,
     ProfileError,
@@ -27,6 +25,7 @@ from fowld.daemon.profiles import (
     profile_from_dict,
     profiles_dir,
 )
+from fowld.engine.config import DEFAULT_MAILBOX, DEFAULT_TRANSIT_RELAY
 from fowld.engine.endpoints import EndpointError, parse_connect, parse_listen
 
 REPO = Path(__file__).resolve().parent.parent

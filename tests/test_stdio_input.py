@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from fowld import __version__
 from fowld.engine import events
 from fowld.engine.status import MailboxState, Phase, SessionStatus
-from fowld.stdio.protocol import MAX_LINE, CommandError, parse_command, render_event, render_status
+from fowld.stdio.commands import MAX_LINE, CommandError, parse_command
+from fowld.stdio.render import render_event, render_status
 from harness.servers import ProcessGroup, read_line
 
 FUZZ = settings(
@@ -130,7 +131,7 @@ BAD_LINES = [
     (b'{"kind": "dance"}', "unknown kind 'dance'"),
     (b'{"kind": "set-code"}', '"code" is missing'),
     (b'{"kind": "set-code", "code": 5}', '"code" has the wrong type (int)'),
-    (b'{"kind": "set-code", "code": "banana"}', "invalid code 'banana'"),
+    (b'{"kind": "set-code", "code": "banana"}', "invalid code: a code looks like"),
     (b'{"kind": "local", "name": "x", "local_listen_port": "80"}', "wrong type (str)"),
     (b'{"kind": "local", "name": "x", "local_listen_port": true}', "wrong type (bool)"),
     (b'{"kind": "local", "name": "x", "local_listen_port": 70000}', "port number 1-65535"),
@@ -139,7 +140,7 @@ BAD_LINES = [
     (b'{"kind": "remote", "name": "x", "connect": "tcp:localhost:99999"}', "out of range"),
     (b'{"kind": "local", "name": "x", "listen": "udp:53"}', "unsupported kind 'udp'"),
     (b'{"kind": "local", "name": "x", "listen": "tcp:80:interface=127.0.0.1:port=81"}', "expected tcp:"),
-    (b'{"kind": "allocate-code", "length": 0}', '"length" must be 1-32'),
+    (b'{"kind": "allocate-code", "length": 0}', '"length" must be 1-8'),
     (b'{"kind": "ping", "ping_id": [1]}', '"ping_id" has the wrong type (list)'),
     (b'{"kind": "remove-local", "name": "never"}', "no client named 'never'"),
     (b'{"kind": "remove-remote", "name": "never"}', "no service named 'never'"),
@@ -219,7 +220,7 @@ def test_version_and_help():
     bad = subprocess.run(
         [sys.executable, "-m", "fowld", "--code-length", "0"], capture_output=True, text=True
     )
-    assert bad.returncode == 2 and "--code-length must be 1-32" in bad.stderr
+    assert bad.returncode == 2 and "--code-length must be 1-8" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 

@@ -1,16 +1,14 @@
-"""Errors the daemon's methods return; each has a D-Bus error name and a human message.
+"""Errors the daemon's requests fail with, each with a human message.
 
-txdbus sends an exception's ``dbusErrorName`` as the error name and its
-``str()`` as the message.
+The D-Bus adapter gives each class its error name (``fowld.dbus.names.ERRORS``,
+keyed by class name); nothing here knows about D-Bus.
 """
 
 from __future__ import annotations
 
-ERROR_PREFIX = "org.fowl.Fowld1.Error."
-
 
 class DaemonError(Exception):
-    dbusErrorName = ERROR_PREFIX + "Failed"
+    """A request fowld refused or could not carry out; ``str()`` is the message for people."""
 
 
 class Failed(DaemonError):
@@ -18,38 +16,28 @@ class Failed(DaemonError):
 
 
 class ProfileNotFound(DaemonError):
-    dbusErrorName = ERROR_PREFIX + "ProfileNotFound"
+    pass
 
 
 class InvalidProfile(DaemonError):
-    dbusErrorName = ERROR_PREFIX + "InvalidProfile"
+    pass
 
 
 class NoCode(DaemonError):
-    dbusErrorName = ERROR_PREFIX + "NoCode"
+    pass
 
 
 class SessionNotFound(DaemonError):
-    dbusErrorName = ERROR_PREFIX + "SessionNotFound"
+    pass
+
+
+class AmbiguousSession(SessionNotFound):
+    """A session query that more than one session matches."""
 
 
 class AlreadyExists(DaemonError):
-    dbusErrorName = ERROR_PREFIX + "AlreadyExists"
+    pass
 
 
 class InvalidArgs(DaemonError):
-    """Bad arguments: the standard D-Bus error, so generic clients understand it."""
-
-    dbusErrorName = "org.freedesktop.DBus.Error.InvalidArgs"
-
-
-class UnknownInterface(DaemonError):
-    dbusErrorName = "org.freedesktop.DBus.Error.UnknownInterface"
-
-
-class UnknownProperty(DaemonError):
-    dbusErrorName = "org.freedesktop.DBus.Error.UnknownProperty"
-
-
-class PropertyReadOnly(DaemonError):
-    dbusErrorName = "org.freedesktop.DBus.Error.PropertyReadOnly"
+    """Bad arguments: a malformed code, name or address."""

@@ -17,10 +17,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs, NoCode
+from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import Profile, ProfileChanges
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.store import ProfileStore
-from fowld.daemon.supervisor import Mode, SessionOptions, SupervisedSession
+from fowld.daemon.supervisor import Mode, SupervisedSession
 from fowld.engine import events
 
 log = Logger()

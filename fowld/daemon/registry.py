@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from fowld.daemon.errors import InvalidArgs, SessionNotFound
+from fowld.daemon.ids import resolve_session_id
 from fowld.daemon.supervisor import Mode, SupervisedSession
 
 
@@ -30,18 +30,9 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def find(self, text: str) -> SupervisedSession:
-        """The session with id ``text``, or the only one whose id starts with it."""
-        if not text:
-            raise InvalidArgs("the session id is empty")
-        if text in self._sessions:
-            return self._sessions[text]
-        matches = sorted(i for i in self._sessions if i.startswith(text))
-        if len(matches) == 1:
-            return self._sessions[matches[0]]
-        if matches:
-            raise SessionNotFound(f"{text!r} is ambiguous: it starts {', '.join(matches)}")
-        raise SessionNotFound(f"no session {text!r}")
+    def find(self, query: str) -> SupervisedSession:
+        """The session ``query`` names: its id, its number or a unique prefix."""
+        return self._sessions[resolve_session_id(query, self._sessions)]
 
     def fixed_code_session(self, profile_name: str) -> SupervisedSession | None:
         """The running supervised session of a profile (there is at most one: they share a code)."""

@@ -19,25 +19,26 @@ import dataclasses
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
 from fowld.engine import events
+from fowld.engine.config import DEFAULT_PING_INTERVAL
 from fowld.engine.endpoints import Address
 from fowld.engine.forwarder import ForwardingError
 from fowld.engine.observe import Subscribers, observe
 from fowld.engine.session import Session, SessionConfig, SessionError
-from fowld.engine.status import Phase, SessionStatus
+from fowld.engine.status import ClientStatus, Phase, ServiceStatus, SessionStatus
 
 log = Logger()
 _ENDED = (Phase.CLOSING, Phase.CLOSED, Phase.FAILED)
+
 
 
 class Mode(enum.Enum):
@@ -51,19 +52,6 @@ def should_restart(mode: Mode, policy: RestartPolicy, failed: bool) -> bool:
     if mode is not Mode.FIXED:
         return False
     return policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and failed)
-
-
-@dataclass(frozen=True)
-class SessionOptions:
-    """Daemon-wide settings for every session."""
-
-    relay_only: bool = False
-    ping_interval: float | None = None
-    # A supervised session whose peer stays unreachable this long is restarted, so that
-    # it can meet a restarted peer (which waits on a fresh mailbox). None: never.
-    peer_lost_timeout: float | None = 60.0
-    retry_delay: Callable[[int], float] = field(default_factory=lambda: backoffPolicy(maxDelay=300.0))
-    close_timeout: float = 10.0  # how long closing waits for the peer's goodbye
 
 
 Subscriber = Callable[[events.Event], None]
@@ -89,7 +77,6 @@ class SupervisedSession(Service):
         self.bytes_in = 0
         self.bytes_out = 0
         self.total_connections = 0
-        self.client_failures: dict[str, str] = {}
         self.status = SessionStatus(mailbox_url=profile.mailbox)
         self.session: Session | None = None
         self._reactor = reactor
@@ -117,7 +104,7 @@ class SupervisedSession(Service):
 
     @property
     def open_connections(self) -> int:
-        return len(self.session.forwarder.streams) if self.session is not None else 0
+        return self.session.open_streams if self.session is not None else 0
 
     @property
     def ended(self) -> bool:
@@ -149,14 +136,13 @@ class SupervisedSession(Service):
 
     def _launch(self) -> None:
         self._restart_call = None
-        self.client_failures.clear()
         profile = self.profile
         config = SessionConfig(
             mailbox_url=profile.mailbox,
             transit_relay=profile.transit_relay or None,
             code_length=profile.code_length,
             relay_only=self.options.relay_only,
-            ping_interval=self.options.ping_interval,
+            ping_interval=self.options.ping_interval or DEFAULT_PING_INTERVAL,
             # A restartable session whose peer vanished ends (as a failure) so that it can
             # start afresh and meet the restarted peer, which waits on a fresh mailbox.
             peer_lost_timeout=(
@@ -235,10 +221,6 @@ class SupervisedSession(Service):
             case events.StreamBytes(_, into_tunnel, out_of_tunnel):
                 self.bytes_in += into_tunnel
                 self.bytes_out += out_of_tunnel
-            case events.ClientFailed(name, reason):
-                self.client_failures[name] = reason
-            case events.ClientListening(name):
-                self.client_failures.pop(name, None)
         self._emit(event)
 
     def _engine_status(self, status: SessionStatus) -> None:
@@ -283,6 +265,22 @@ class SupervisedSession(Service):
     def clients(self) -> list[ClientSpec]:
         return list(self._clients.values())
 
+    def service_statuses(self) -> tuple[ServiceStatus, ...]:
+        """Each service with the state the latest engine session gives it (requesting before one does)."""
+        known = {s.name: s for s in self.session.services()} if self.session is not None else {}
+        return tuple(
+            dataclasses.replace(known[spec.name], connect=spec.connect.spec)
+            if spec.name in known
+            else ServiceStatus(spec.name, spec.connect.spec)
+            for spec in self._services.values()
+        )
+
+    def client_statuses(self) -> tuple[ClientStatus, ...]:
+        """Each client with the state the latest engine session gives it (waiting before one does)."""
+        known = {c.name: c for c in self.session.clients()} if self.session is not None else {}
+        specs = self._clients.values()
+        return tuple(known.get(spec.name) or ClientStatus(spec.name, spec.listen.spec) for spec in specs)
+
     @property
     def live_session(self) -> Session | None:
         """The engine session that takes changes now; None between two engine sessions."""
@@ -302,7 +300,7 @@ class SupervisedSession(Service):
         if name not in self._services:
             raise ForwardingError(f"no service named {name!r}")
         live = self.live_session
-        if live is not None and name in live.forwarder.services:
+        if live is not None and any(s.name == name for s in live.services()):
             live.remove_service(name)
         del self._services[name]
 
@@ -318,9 +316,8 @@ class SupervisedSession(Service):
         if name not in self._clients:
             raise ForwardingError(f"no client named {name!r}")
         del self._clients[name]
-        self.client_failures.pop(name, None)
         live = self.live_session
-        if live is not None and name in live.forwarder.clients:
+        if live is not None and any(c.name == name for c in live.clients()):
             return live.remove_client(name)
         return succeed(None)
 

@@ -14,15 +14,17 @@ from xml.sax.saxutils import quoteattr
 
 from txdbus import interface as txinterface
 
-BUS_NAME = "org.fowl.Fowld1"
-MANAGER_PATH = "/org/fowl/Fowld1"
-SESSION_PATH_PREFIX = MANAGER_PATH + "/session/"
-MANAGER_INTERFACE = "org.fowl.Fowld1.Manager"
-SESSION_INTERFACE = "org.fowl.Fowld1.Session"
-PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
-OBJECT_MANAGER_INTERFACE = "org.freedesktop.DBus.ObjectManager"
-INTROSPECTABLE_INTERFACE = "org.freedesktop.DBus.Introspectable"
-PEER_INTERFACE = "org.freedesktop.DBus.Peer"
+from fowld.dbus.names import (  # noqa: F401 (the API's names, for the adapter's modules)
+    BUS_NAME,
+    INTROSPECTABLE_INTERFACE,
+    MANAGER_INTERFACE,
+    MANAGER_PATH,
+    OBJECT_MANAGER_INTERFACE,
+    PEER_INTERFACE,
+    PROPERTIES_INTERFACE,
+    SESSION_INTERFACE,
+    SESSION_PATH_PREFIX,
+)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ from twisted.python.failure import Failure
 
 from fowld.daemon.manager import Manager
 from fowld.daemon.notify import Notifier, NotifyService
+from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import ProfileChanges
 from fowld.daemon.store import ProfileStore
-from fowld.daemon.supervisor import SessionOptions, SupervisedSession
+from fowld.daemon.supervisor import SupervisedSession
 from fowld.dbus.bus import BusError, BusService
 from fowld.dbus.manager_object import ManagerObject
 from fowld.engine.status import Phase

@@ -16,7 +16,7 @@ from txdbus import message
 from txdbus.objects import DBusObject, DBusObjectHandler, dbusMethod
 
 from fowld.dbus import api
-from fowld.daemon.errors import PropertyReadOnly, UnknownInterface, UnknownProperty
+from fowld.dbus.errors import property_read_only, translated, unknown_interface, unknown_property
 from fowld.dbus.values import typed
 
 COUNTER_INTERVAL = 0.5  # seconds between two announcements of fast-moving counters
@@ -42,6 +42,11 @@ class ExportedObject(DBusObject):
         self._pending_throttled: dict[str, dict[str, object]] = {}
         self._flush_call: IDelayedCall | None = None
         self._throttled_call: IDelayedCall | None = None
+
+    def executeMethod(self, interfaceObj: Any, methodName: str, methodArguments: list, sender: str) -> Any:
+        # The one place where the daemon's errors become D-Bus errors, for every method.
+        run = super().executeMethod
+        return translated(lambda: run(interfaceObj, methodName, methodArguments, sender))
 
     def getInterfaces(self):
         for spec in self.interfaces:
@@ -119,8 +124,8 @@ class ExportedObject(DBusObject):
             if name in self._values and property_name in self._values[name]:
                 return self._values[name][property_name]
         if interface_name and not self._knows(interface_name):
-            raise UnknownInterface(f"{self.getObjectPath()} has no interface {interface_name}")
-        raise UnknownProperty(f"{interface_name or self.getObjectPath()} has no property {property_name}")
+            raise unknown_interface(f"{self.getObjectPath()} has no interface {interface_name}")
+        raise unknown_property(f"{interface_name or self.getObjectPath()} has no property {property_name}")
 
     def _knows(self, interface_name: str) -> bool:
         return interface_name in self._values or any(
@@ -139,13 +144,13 @@ class ExportedObject(DBusObject):
                 merged.update(values)
             return merged
         if not self._knows(interface_name):
-            raise UnknownInterface(f"{self.getObjectPath()} has no interface {interface_name}")
+            raise unknown_interface(f"{self.getObjectPath()} has no interface {interface_name}")
         return self.properties(interface_name)
 
     @dbusMethod(api.PROPERTIES_INTERFACE, "Set")
     def _dbus_set(self, interface_name: str, property_name: str, value: object) -> None:
         self._find(interface_name, property_name)
-        raise PropertyReadOnly(f"{property_name} is read-only")
+        raise property_read_only(f"{property_name} is read-only")
 
 
 class ObjectHandler(DBusObjectHandler):

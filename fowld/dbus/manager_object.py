@@ -9,13 +9,14 @@ from twisted.internet.defer import Deferred
 from txdbus.objects import dbusMethod
 
 from fowld import __version__
-from fowld.dbus import api
 from fowld.daemon.manager import Manager
 from fowld.daemon.profiles import Profile, ProfileChanges
 from fowld.daemon.supervisor import SupervisedSession
+from fowld.dbus import api
 from fowld.dbus.exported import ExportedObject, ObjectHandler
+from fowld.dbus.names import session_path
 from fowld.dbus.session_object import SessionObject
-from fowld.dbus.values import session_path, typed
+from fowld.dbus.values import typed
 
 
 def profile_summary(profile: Profile) -> dict[str, object]:

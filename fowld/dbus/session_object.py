@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,53 +10,33 @@ from twisted.internet.defer import Deferred, TimeoutError
 from twisted.python.failure import Failure
 from txdbus.objects import dbusMethod
 
-from fowld.dbus import api
 from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs
 from fowld.daemon.supervisor import SupervisedSession
+from fowld.dbus import api
 from fowld.dbus.exported import ExportedObject
-from fowld.dbus.values import session_path
-from fowld.engine import events
+from fowld.dbus.names import session_path
+from fowld.engine import events, rules
 from fowld.engine.endpoints import EndpointError, parse_connect, parse_listen
-from fowld.engine.forwarder import ClientWant, ForwardingError
+from fowld.engine.forwarder import ForwardingError
 from fowld.engine.session import SessionError
 from fowld.engine.status import PeerState
 
 CLOSE_REPLY_TIMEOUT = 15.0  # Close() answers by then even if the mailbox is slow to say goodbye
 PING_TIMEOUT = 10.0
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_SERVICE_STATES = ("ready", "requesting", "failed")
 
 
 def _check_name(kind: str, name: str) -> None:
-    if not _NAME.fullmatch(name):
-        raise InvalidArgs(f"{kind} name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
-
-
-def _client_state(session: SupervisedSession, want: ClientWant | None, name: str) -> tuple[int, str]:
-    if want is not None and want.port is not None:
-        return getattr(want.port.getHost(), "port", 0), "listening"
-    if name in session.client_failures:
-        return 0, "failed"
-    return 0, "waiting"
+    try:
+        rules.check_name(name, f"{kind} name")
+    except rules.RuleError as e:
+        raise InvalidArgs(str(e)) from None
 
 
 def session_properties(session: SupervisedSession) -> dict[str, object]:
     """Every property of a session object, from the session's current state."""
     status = session.status
-    live = session.live_session
-    offers = live.forwarder.services if live is not None else {}
-    wants = live.forwarder.clients if live is not None else {}
-    services = []
-    for spec in session.services:
-        offer = offers.get(spec.name)
-        state, reason = ("requesting", "")
-        if offer is not None and offer.state in _SERVICE_STATES:  # not "removed" while closing
-            state, reason = offer.state, offer.reason
-        services.append((spec.name, spec.connect.spec, state, reason))
-    clients = []
-    for spec in session.clients:
-        port, state = _client_state(session, wants.get(spec.name), spec.name)
-        clients.append((spec.name, spec.listen.spec, port, state))
+    services = [(s.name, s.connect, s.state.value, s.reason) for s in session.service_statuses()]
+    clients = [(c.name, c.listen, c.port, c.state.value) for c in session.client_statuses()]
     return {
         "Id": session.id,
         "Profile": session.profile.name,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from txdbus import marshal
 
-from fowld.dbus.api import SESSION_PATH_PREFIX
-
 
 class _TypedList(list):
     dbusSignature: str
@@ -38,16 +36,3 @@ def typed(signature: str, value: object) -> object:
         raise ValueError(f"no variant wrapper for signature {signature!r}")
     result.dbusSignature = signature
     return result
-
-
-def escape_path_element(text: str) -> str:
-    """Escape ``text`` for one element of an object path: bytes outside [A-Za-z0-9] become ``_XX``."""
-    if not text:
-        return "_"
-    return "".join(
-        chr(b) if chr(b).isascii() and chr(b).isalnum() else f"_{b:02x}" for b in text.encode("utf-8")
-    )
-
-
-def session_path(session_id: str) -> str:
-    return SESSION_PATH_PREFIX + escape_path_element(session_id)

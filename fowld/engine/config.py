@@ -1,4 +1,10 @@
-"""Protocol constants shared with upstream fowl, and the public defaults."""
+"""Protocol constants shared with upstream fowl, the public defaults, and a session's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fowld.engine.limits import Limits
 
 APP_ID = "meejah.ca/wormhole/forward"
 DEFAULT_MAILBOX = "ws://relay.magic-wormhole.io:4000/v1"
@@ -9,6 +15,19 @@ DEFAULT_TRANSIT_RELAY = "tcp:transit.magic-wormhole.io:4001"
 DEFAULT_PING_INTERVAL = 10.0
 # A stdio session with no peer connection for this long ends (its listeners close).
 DEFAULT_PEER_LOST_TIMEOUT = 300.0
-# A fixed-code daemon session with no peer connection for this long starts afresh, so it
-# meets a peer that restarted (and waits on a fresh mailbox).
-DAEMON_PEER_LOST_TIMEOUT = 60.0
+# How long closing waits for the peer's answer to our "closing" message.
+CLOSE_TIMEOUT = 10.0
+# Words in an allocated code, after its number.
+DEFAULT_CODE_LENGTH = 2
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    mailbox_url: str = DEFAULT_MAILBOX
+    transit_relay: str | None = DEFAULT_TRANSIT_RELAY
+    code_length: int = DEFAULT_CODE_LENGTH
+    relay_only: bool = False  # never offer or use direct connections (Dilation no_listen)
+    ping_interval: float = DEFAULT_PING_INTERVAL  # Dilation's keep-alive
+    # end the session after this long without any peer connection (None: never)
+    peer_lost_timeout: float | None = None
+    limits: Limits = field(default_factory=Limits)

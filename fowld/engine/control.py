@@ -8,16 +8,18 @@ that subchannel stays open.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol as Interface
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fowld.engine import events, wire
+from fowld.engine.context import ForwardingContext
+from fowld.engine.streams import Emit
 
-if TYPE_CHECKING:
-    from fowld.engine.forwarder import Forwarder, ServiceOffer
+log = Logger()
 
 
 def close_subchannel(protocol: Protocol | None) -> None:
@@ -27,11 +29,34 @@ def close_subchannel(protocol: Protocol | None) -> None:
         protocol.transport.loseConnection()
 
 
+class OfferedService(Interface):
+    """What a ``ServiceRequester`` needs of the service it asks for."""
+
+    name: str
+    peer_listen_port: int | None
+    channel: Protocol | None
+
+    def answered(self, response: wire.ListenerResponse) -> None: ...
+    def failed(self, reason: str, ask_again: bool = False) -> None: ...
+    def channel_lost(self) -> None: ...
+
+
+class ListenerPolicy(Interface):
+    """What a ``ControlResponder`` asks of the registry of wanted clients."""
+
+    def control_channel_opened(self, channel: ControlResponder) -> bool: ...
+    def control_channel_closed(self, channel: ControlResponder) -> None: ...
+    def listener_requested(
+        self, channel: ControlResponder, request: wire.RequestListener
+    ) -> Deferred | wire.ListenerResponse: ...
+
+
 class ServiceRequester(Protocol):
     """Our side of one service's control subchannel."""
 
-    def __init__(self, offer: ServiceOffer):
+    def __init__(self, offer: OfferedService, emit: Emit):
         self._offer = offer
+        self._emit = emit
         self._reader = wire.FrameReader()
         self._answered = False
 
@@ -49,9 +74,7 @@ class ServiceRequester(Protocol):
             return
         for message in messages:
             if self._answered or not isinstance(message, wire.ListenerResponse):
-                self._offer.forwarder.emit(
-                    events.Refused("message", self._offer.name, f"unexpected {message!r}")
-                )
+                self._emit(events.Refused("message", self._offer.name, f"unexpected {message!r}"))
                 continue
             self._answered = True
             self._offer.answered(message)
@@ -63,18 +86,16 @@ class ServiceRequester(Protocol):
 class ControlResponder(Protocol):
     """The peer's control subchannel: it asks us to listen for services it offers."""
 
-    def __init__(self, forwarder: Forwarder):
-        self._forwarder = forwarder
+    def __init__(self, context: ForwardingContext, policy: ListenerPolicy):
+        self._context = context
+        self._policy = policy
         self._reader = wire.FrameReader()
-        self.names: set[str] = set()  # clients listening on behalf of this channel
         self.counted = False
 
     def connectionMade(self) -> None:
-        if not self._forwarder.control_channel_opened(self):
-            limit = self._forwarder.limits.max_control_channels
-            self._forwarder.emit(
-                events.Refused("listener", None, f"too many control channels (limit {limit})")
-            )
+        if not self._policy.control_channel_opened(self):
+            limit = self._context.limits.max_control_channels
+            self._context.emit(events.Refused("listener", None, f"too many control channels (limit {limit})"))
             close_subchannel(self)
             return
         self.counted = True
@@ -85,15 +106,23 @@ class ControlResponder(Protocol):
         try:
             messages = [wire.parse_control(m) for m in self._reader.feed(data)]
         except wire.ProtocolError as e:
-            self._forwarder.emit(events.Refused("message", None, f"malformed control message: {e}"))
+            self._context.emit(events.Refused("message", None, f"malformed control message: {e}"))
             close_subchannel(self)
             return
         for message in messages:
             if not isinstance(message, wire.RequestListener):
-                self._forwarder.emit(events.Refused("message", message.name, "unexpected listener-response"))
+                self._context.emit(events.Refused("message", message.name, "unexpected listener-response"))
                 continue
-            d = maybeDeferred(self._forwarder.listener_requested, self, message)
+            d = maybeDeferred(self._policy.listener_requested, self, message)
+            d.addErrback(self._unexpected, message.name)
             d.addCallback(self._reply)
+
+    def _unexpected(self, failure: Failure, name: str) -> wire.ListenerResponse:
+        # Every expected refusal is an answer already; this is a bug, but the peer still hears why.
+        log.failure("listener request for {name!r} failed", failure, name=name)
+        reason = f"cannot listen: {failure.getErrorMessage() or failure.type.__name__}"
+        self._context.emit(events.ClientFailed(name, reason))
+        return wire.ListenerResponse(name, False, reason=reason)
 
     def _reply(self, response: wire.ListenerResponse) -> None:
         if self.connected:
@@ -102,14 +131,15 @@ class ControlResponder(Protocol):
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
         if self.counted:
-            self._forwarder.control_channel_closed(self)
+            self._policy.control_channel_closed(self)
 
 
 class ControlResponderFactory(Factory):
-    def __init__(self, forwarder: Forwarder):
-        self._forwarder = forwarder
+    def __init__(self, context: ForwardingContext, policy: ListenerPolicy):
+        self._context = context
+        self._policy = policy
 
     def buildProtocol(self, addr: object) -> ControlResponder:
-        protocol = ControlResponder(self._forwarder)
+        protocol = ControlResponder(self._context, self._policy)
         protocol.factory = self
         return protocol

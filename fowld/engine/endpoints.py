@@ -14,6 +14,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from twisted.internet.endpoints import _parse as _twisted_parse  # Twisted's own tokenizer
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 
@@ -65,36 +66,16 @@ def _escape_bare_ipv6(spec: str) -> str:
 
 
 def _split(spec: str) -> tuple[str, list[str], dict[str, str]]:
-    """Split an endpoint string the way Twisted does: ``:`` between parts, the first
+    """Split an endpoint string exactly as Twisted will: ``:`` between parts, the first
     unescaped ``=`` between key and value, backslash escaping either."""
-    spec = _escape_bare_ipv6(spec)
-    parts: list[tuple[str, int | None]] = []  # (text, index of the first unescaped "=")
-    current: list[str] = []
-    equals: int | None = None
-    i = 0
-    while i < len(spec):
-        ch = spec[i]
-        if ch == "\\" and i + 1 < len(spec):
-            current.append(spec[i + 1])
-            i += 2
-            continue
-        if ch == ":":
-            parts.append(("".join(current), equals))
-            current, equals = [], None
-        else:
-            if ch == "=" and equals is None:
-                equals = len(current)
-            current.append(ch)
-        i += 1
-    parts.append(("".join(current), equals))
-    kind, rest = parts[0][0].lower(), parts[1:]
-    args, kwargs = [], {}
-    for text, equals in rest:
-        if equals is None:
-            args.append(text)
-        else:
-            kwargs[text[:equals]] = text[equals + 1 :]
-    return kind, args, kwargs
+    try:
+        args, kwargs = _twisted_parse(_escape_bare_ipv6(spec))
+    except RuntimeError:  # Twisted's tokenizer stops inside a trailing lone backslash
+        raise EndpointError(f"{spec!r} ends in a lone backslash (escape it as \\\\)") from None
+    except UnicodeError:  # Twisted wants option names in ASCII
+        raise EndpointError(f"{spec!r}: option names must be plain ASCII words") from None
+    kind = args[0].lower() if args else ""
+    return kind, list(args[1:]), dict(kwargs)
 
 
 def _port(text: str, what: str) -> int:
@@ -158,8 +139,8 @@ def parse_listen(text: str | int) -> Address:
         elif _is_ipv6(interface):
             kind = "tcp6"
         spec = f"{kind}:{port}:interface={escape(interface)}{_extra(kwargs)}"
-        return Address(spec=spec, kind=kind, port=port, host=interface)
-    return _unix_address(kind, args, kwargs, what, path_prefix="")
+        return _checked(Address(spec=spec, kind=kind, port=port, host=interface), what, serverFromString)
+    return _checked(_unix_address(kind, args, kwargs, what, path_prefix=""), what, serverFromString)
 
 
 def parse_connect(text: str | int) -> Address:
@@ -188,8 +169,22 @@ def parse_connect(text: str | int) -> Address:
         # Twisted's "tcp" client handles IPv6 literals too; it has no "tcp6" client.
         kind = "tcp"
         spec = f"{kind}:host={escape(host)}:port={port}{_extra(kwargs)}"
-        return Address(spec=spec, kind=kind, port=port, host=host)
-    return _unix_address(kind, args, kwargs, what, path_prefix="path=")
+        return _checked(Address(spec=spec, kind=kind, port=port, host=host), what, clientFromString)
+    return _checked(_unix_address(kind, args, kwargs, what, path_prefix="path="), what, clientFromString)
+
+
+def _checked(address: Address, what: str, build) -> Address:
+    """``address`` once Twisted has built an endpoint from it: parsing means validating, so
+    an option Twisted would refuse (``mode=zz``, ``timeout=x``) fails here, not on first use."""
+    try:
+        build(None, address.spec)  # building binds or connects nothing; no reactor needed
+    except TypeError as e:
+        unknown = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+        problem = f"unknown option {unknown.group(1)!r}" if unknown else str(e)
+        raise EndpointError(f"{what}: {problem}") from None
+    except (ValueError, KeyError) as e:
+        raise EndpointError(f"{what}: bad option value ({e})") from None
+    return address
 
 
 def listen_address_for_port(port: int | None, interface: str | None = None) -> Address:

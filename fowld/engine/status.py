@@ -1,7 +1,8 @@
-"""Immutable descriptions of a session's state.
+"""Immutable descriptions of a session's state and of each of its forwards.
 
 A session never exposes flags: it publishes a new ``SessionStatus`` whenever
-anything changes, and front ends (stdio, D-Bus) render it.
+anything changes, and front ends (stdio, D-Bus) render it. Each service and
+client has a frozen status of its own, worked out in one place (the engine).
 """
 
 from __future__ import annotations
@@ -9,21 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-
-class MailboxState(enum.Enum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    FAILED = "failed"
-    CLOSED = "closed"
-
-
-class PeerState(enum.Enum):
-    NONE = "none"  # no peer seen yet
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    STOPPED = "stopped"
+from fowld.wormhole.status import MailboxState, PeerState
 
 
 class Path(enum.Enum):
@@ -44,6 +31,10 @@ class Phase(enum.Enum):
     CLOSED = "closed"
     FAILED = "failed"
 
+    @property
+    def ended(self) -> bool:
+        return self in (Phase.CLOSED, Phase.FAILED)
+
 
 @dataclass(frozen=True)
 class SessionStatus:
@@ -58,3 +49,49 @@ class SessionStatus:
     path: Path = Path.UNKNOWN
     hint: str = ""  # description of the connection in use, e.g. "tcp:127.0.0.1:4001 (relay)"
     reason: str = ""  # why the last phase change happened (failures, closing)
+
+
+class ServiceState(enum.Enum):
+    REQUESTING = "requesting"  # asking the peer to listen for it
+    READY = "ready"  # the peer listens; its streams reach us
+    FAILED = "failed"  # the peer refused or stopped listening (asked again later)
+
+
+class ClientState(enum.Enum):
+    WAITING = "waiting"  # for the peer to offer the service
+    LISTENING = "listening"
+    FAILED = "failed"  # could not listen
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """A service this side offers."""
+
+    name: str
+    connect: str  # endpoint string where its streams end ("" until the peer names a port)
+    state: ServiceState = ServiceState.REQUESTING
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ClientStatus:
+    """A service this side wants from the peer."""
+
+    name: str
+    listen: str  # endpoint string
+    state: ClientState = ClientState.WAITING
+    port: int = 0  # the bound TCP port while listening, else 0
+    reason: str = ""
+
+
+__all__ = [
+    "ClientState",
+    "ClientStatus",
+    "MailboxState",
+    "Path",
+    "PeerState",
+    "Phase",
+    "ServiceState",
+    "ServiceStatus",
+    "SessionStatus",
+]

@@ -7,17 +7,18 @@ connect one of our services; we check policy and limits first.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from fowld.engine import events, wire
-from fowld.engine.endpoints import client_endpoint
+from fowld.engine.context import ForwardingContext
+from fowld.engine.endpoints import Address, EndpointError, client_endpoint
 from fowld.engine.streams import LocalEnd, Stream
 
-if TYPE_CHECKING:
-    from fowld.engine.forwarder import Forwarder
+# Where a peer's stream for a name (and port) goes, or why it may not: (address, None) or (None, reason).
+ServiceTarget = Callable[[str, int | None], tuple[Address | None, str | None]]
 
 
 class _TunnelEnd(Protocol):
@@ -94,20 +95,21 @@ class IncomingTunnel(_TunnelEnd):
     def _release(self) -> None:
         if self._reserved:
             self._reserved = False
-            self._forwarder.streams.release()
+            self._context.streams.release()
 
-    def __init__(self, forwarder: Forwarder):
-        self._forwarder = forwarder
+    def __init__(self, context: ForwardingContext, service_target: ServiceTarget):
+        self._context = context
+        self._service_target = service_target
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        limits = self._forwarder.limits
+        limits = self._context.limits
         # Count the stream from its first byte, so opens held back cannot pass the limit.
-        if not self._forwarder.streams.reserve():
+        if not self._context.streams.reserve():
             self._refuse_unaccounted(f"too many streams (limit {limits.max_streams})")
             return
         self._reserved = True
-        self._timeout = self._forwarder.reactor.callLater(
+        self._timeout = self._context.reactor.callLater(
             limits.stream_open_timeout, self.handshake_failed, "no opening message in time"
         )
 
@@ -119,7 +121,7 @@ class IncomingTunnel(_TunnelEnd):
         """Refuse before a stream exists (limits, garbage): an event, no stream id."""
         self._release()
         self._refused, self._handshaking = True, False
-        self._forwarder.emit(events.Refused("stream", name, reason))
+        self._context.emit(events.Refused("stream", name, reason))
         self.transport.write(wire.StreamReply(False, reason).encode())
         self.transport.loseConnection()
 
@@ -138,9 +140,9 @@ class IncomingTunnel(_TunnelEnd):
             self._refuse_unaccounted(f"malformed opening message: {e}")
             return
         self._release()
-        self.stream = self._forwarder.streams.open(request.name, events.Direction.INCOMING)
+        self.stream = self._context.streams.open(request.name, events.Direction.INCOMING)
         self.stream.tunnel = self
-        target, refusal = self._forwarder.service_target(request.name, request.listen_port)
+        target, refusal = self._service_target(request.name, request.listen_port)
         if refusal is not None:
             self._refuse_stream(refusal)
             return
@@ -150,19 +152,23 @@ class IncomingTunnel(_TunnelEnd):
             if self.stream.refused or not self.connected:
                 return
         factory = Factory.forProtocol(lambda: LocalEnd(self.stream))
-        d = client_endpoint(self._forwarder.reactor, target).connect(factory)
+        try:
+            d = client_endpoint(self._context.reactor, target).connect(factory)
+        except EndpointError as e:  # checked when parsed; kept so a stream never hangs unanswered
+            self._connect_failed(Failure(e))
+            return
         d.addCallbacks(self._connected, self._connect_failed)
 
     def _refuse_stream(self, reason: str) -> None:
         """Refuse a stream that exists (it has an id): tell the peer why, then close it."""
         if not self.stream.splicing and self.connected:
-            self._forwarder.emit(events.Refused("stream", self.stream.name, reason))
+            self._context.emit(events.Refused("stream", self.stream.name, reason))
             self.transport.write(wire.StreamReply(False, reason).encode())
         self.stream.fail(reason, refused=not self.stream.splicing)
 
     def waiting_data(self, data: bytes) -> None:
         self._early += data
-        if len(self._early) > self._forwarder.limits.early_data_limit:
+        if len(self._early) > self._context.limits.early_data_limit:
             self.handshake_failed("too much data sent before the stream was accepted")
 
     def connectionLost(self, reason: Failure) -> None:
@@ -184,10 +190,11 @@ class IncomingTunnel(_TunnelEnd):
 
 
 class IncomingTunnelFactory(Factory):
-    def __init__(self, forwarder: Forwarder):
-        self._forwarder = forwarder
+    def __init__(self, context: ForwardingContext, service_target: ServiceTarget):
+        self._context = context
+        self._service_target = service_target
 
     def buildProtocol(self, addr: object) -> IncomingTunnel:
-        protocol = IncomingTunnel(self._forwarder)
+        protocol = IncomingTunnel(self._context, self._service_target)
         protocol.factory = self
         return protocol

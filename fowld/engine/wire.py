@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import msgpack
 
+from fowld.engine import rules
+
 CONTROL_SUBPROTOCOL = "fowl-commands"
 STREAM_SUBPROTOCOL = "fowl"
 MAX_MESSAGE = 0xFFFF  # the length prefix is 16 bits
@@ -99,8 +101,8 @@ def _optional_port(message: dict, key: str) -> int | None:
     port = message.get(key)
     if port is None:
         return None
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ProtocolError(f'"{key}" must be a port number 1-65535 or nil')
+    if not rules.is_port(port):
+        raise ProtocolError(f'"{key}" must be a port number {rules.PORT_TEXT} or nil')
     return port
 
 

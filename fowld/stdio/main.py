@@ -1,21 +1,28 @@
-"""Running ``fowld --stdio``: one session, its JSON-lines controller and the reactor."""
+"""Running ``fowld --stdio``: one session, its JSON-lines controller and the reactor.
+
+SIGTERM and SIGINT close the session gracefully: the reactor's shutdown
+waits for the peer to hear our ``closing`` (bounded by the close timeout),
+the ``closed`` line is written, and the process exits with status 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-from twisted.internet import reactor as default_reactor
-from twisted.internet import stdio
-from twisted.internet.defer import ensureDeferred
+from twisted.internet import stdio, task
+from twisted.internet.defer import Deferred
 
 from fowld.engine.config import (
+    CLOSE_TIMEOUT,
     DEFAULT_MAILBOX,
     DEFAULT_PEER_LOST_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_TRANSIT_RELAY,
 )
 from fowld.engine.session import Session, SessionConfig
-from fowld.stdio.protocol import StdioController
+from fowld.stdio.controller import StdioController
 
 
 def config_from_args(args: argparse.Namespace, mailbox_url: str | None = None) -> SessionConfig:
@@ -32,34 +39,34 @@ def config_from_args(args: argparse.Namespace, mailbox_url: str | None = None) -
     )
 
 
-def run_stdio(args: argparse.Namespace, reactor=default_reactor) -> int:
-    exit_code: list[int] = []
+async def _serve(reactor: Any, args: argparse.Namespace) -> None:
+    mailbox_url = None
+    if args.embedded_mailbox:
+        from fowld.mailbox import start_embedded_mailbox  # only then is the server imported
 
-    def done(code: int) -> None:
-        exit_code.append(code)
-        if reactor.running:
-            reactor.callLater(0, reactor.stop)  # let the "closed" line reach stdout
-
-    async def start() -> None:
-        mailbox_url = None
-        if args.embedded_mailbox:
-            from fowld.wormhole.mailbox import start_embedded_mailbox
-
+        try:
             embedded = await start_embedded_mailbox(reactor, args.embedded_mailbox)
-            reactor.addSystemEventTrigger("before", "shutdown", embedded.stop)
-            mailbox_url = args.mailbox or embedded.url
-        session = Session(config_from_args(args, mailbox_url), reactor)
-        controller = StdioController(session, done)
-        session.startService()
-        stdio.StandardIO(controller, reactor=reactor)
+        except Exception as e:
+            print(f"fowld: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        reactor.addSystemEventTrigger("before", "shutdown", embedded.stop)
+        mailbox_url = args.mailbox or embedded.url
+    session = Session(config_from_args(args, mailbox_url), reactor)
+    done: Deferred = Deferred()
+    controller = StdioController(session, lambda code: done.called or done.callback(code))
+    session.startService()
+    stdio.StandardIO(controller, reactor=reactor)
 
-    def failed(failure) -> None:
-        import sys
+    def stopping() -> Deferred:
+        # a signal (or anything else) stops the reactor: close first, then let "closed" reach stdout
+        closed = session.close(timeout=CLOSE_TIMEOUT, reason="fowld was stopped")
+        return closed.addBoth(lambda _: task.deferLater(reactor, 0, lambda: None))
 
-        print(f"fowld: {failure.getErrorMessage()}", file=sys.stderr)
-        exit_code.append(2)
-        reactor.stop()
+    reactor.addSystemEventTrigger("before", "shutdown", stopping)
+    await done
+    await task.deferLater(reactor, 0, lambda: None)  # let the "closed" line reach stdout
 
-    reactor.callWhenRunning(lambda: ensureDeferred(start()).addErrback(failed))
-    reactor.run()
-    return exit_code[0] if exit_code else 1
+
+def run_stdio(args: argparse.Namespace) -> None:
+    """Serve one session until it closes; exits the process (0, or 2 when it cannot start)."""
+    task.react(lambda reactor: Deferred.fromCoroutine(_serve(reactor, args)))

@@ -22,9 +22,8 @@ magic-wormhole 0.24 leaves four gaps that a moved laptop or a dead peer falls in
 
 All checks run once a second, for every session of the process from one
 timer, and cost a few attribute reads and, per live connection, one ``bind()``
-of a throwaway socket. The private attributes of
-magic-wormhole are reached only here; if they change shape the checks
-degrade to doing nothing.
+of a throwaway socket. magic-wormhole's private attributes are reached
+through ``access``; if they change shape the checks degrade to doing nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from fowld.engine.config import DEFAULT_PING_INTERVAL
+from fowld.wormhole.access import dilation_ever_connected, dilation_transport, mailbox_protocol
 
 log = Logger()
 
@@ -70,23 +69,6 @@ def transport_address_gone(transport: Any) -> str | None:
     if not isinstance(host, str) or address_is_local(host, getattr(local, "scopeID", 0) or 0):
         return None
     return host
-
-
-def dilation_transport(dilated: Any) -> Any:
-    """The TCP transport of the current Dilation connection, or None between generations."""
-    manager = getattr(dilated, "_manager", None)
-    connection = getattr(manager, "_connection", None)
-    return getattr(connection, "transport", None)
-
-
-def dilation_ever_connected(dilated: Any) -> bool:
-    return bool(getattr(getattr(dilated, "_manager", None), "_made_first_connection", False))
-
-
-def mailbox_protocol(wormhole: Any) -> Any:
-    """The WebSocket protocol of the current mailbox connection, or None while reconnecting."""
-    connector = getattr(getattr(wormhole, "_boss", None), "_RC", None)
-    return getattr(connector, "_ws", None)
 
 
 class _Schedule:
@@ -132,7 +114,7 @@ class Liveness(Service):
         reactor: Any,
         wormhole: Any,
         dilated: Any,
-        ping_interval: float | None = None,
+        ping_interval: float,
         peer_timeout: float | None = None,
         on_peer_lost: Callable[[str], object] | None = None,
         peer_connected: Callable[[], bool] = lambda: True,
@@ -141,7 +123,7 @@ class Liveness(Service):
         self._peer_connected = peer_connected  # the session's view: False once the peer went silent
         self._wormhole = wormhole
         self._dilated = dilated
-        self.ping_interval = ping_interval or DEFAULT_PING_INTERVAL
+        self.ping_interval = ping_interval
         self.peer_timeout = peer_timeout or PEER_TIMEOUT_INTERVALS * self.ping_interval
         self._on_peer_lost = on_peer_lost
         self._peer_lost_reported = False
@@ -233,7 +215,7 @@ def watch_session_paths(
     reactor: Any,
     wormhole: Any,
     dilated: Any,
-    ping_interval: float | None,
+    ping_interval: float,
     until: Deferred,
     on_peer_lost: Callable[[str], object] | None = None,
     peer_timeout: float | None = None,

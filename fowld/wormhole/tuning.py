@@ -4,9 +4,8 @@ magic-wormhole 0.24 leaves Nagle's algorithm on for the TCP connection that
 carries Dilation (direct or through the transit relay). A small record, such
 as one keystroke or a 40-byte request, then waits for the peer's delayed ACK:
 round trips of tens of milliseconds instead of well under one. Nothing public
-exposes that socket, so this module reaches it through the Dilation manager's
-current connection, in one place, and degrades to a logged no-op if a future
-magic-wormhole changes that shape.
+exposes that socket; ``access`` reaches it, and this degrades to a logged
+no-op if a future magic-wormhole changes that shape.
 
 Large reads: Twisted reads 64 KiB at a time. Reading more per call means fewer
 Dilation records, fewer acknowledgements and fewer state-machine steps per
@@ -18,6 +17,8 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
+
+from fowld.wormhole.access import dilation_manager, dilation_transport
 
 log = Logger()
 _warned = False
@@ -37,13 +38,12 @@ def tune_transport(transport: object) -> None:
 def tune_dilation_connection(dilated: object) -> bool:
     """Tune the current Dilation connection's socket; True if it was reachable."""
     global _warned
-    manager = getattr(dilated, "_manager", None)
-    if manager is None or not hasattr(manager, "_connection"):
+    if dilation_manager(dilated) is None:
         if not _warned:
             _warned = True
             log.warn("cannot reach the Dilation connection to tune it; latency may suffer")
         return False
-    transport = getattr(manager._connection, "transport", None)
+    transport = dilation_transport(dilated)
     if transport is None:
         return False
     tune_transport(transport)

@@ -4,7 +4,7 @@ Two fowld peers only need a mailbox to meet; for offline or LAN use, demos and
 tests fowld can run one in-process instead of relying on a public server. It
 keeps its channels in memory and records no usage statistics.
 
-Run it on its own with ``python -m fowld.wormhole.mailbox --listen tcp:4000``: it prints
+Run it on its own with ``python -m fowld.mailbox --listen tcp:4000``: it prints
 the URL peers should use and serves until SIGINT or SIGTERM.
 """
 
@@ -177,7 +177,7 @@ async def _serve(reactor, listen: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m fowld.wormhole.mailbox",
+        prog="python -m fowld.mailbox",
         description="Run a Magic Wormhole mailbox server (in memory) for fowld peers.",
     )
     parser.add_argument(

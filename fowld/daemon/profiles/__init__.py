@@ -1,0 +1,168 @@
+"""Forwarding profiles: YAML files declaring what one side offers and wants.
+
+A profile at ``$XDG_CONFIG_HOME/fowl/profiles/NAME.yaml`` describes one
+session: the services this side offers to the peer, the clients it wants from
+the peer, and how to reach the mailbox. Everything is validated when the file
+is loaded, and every problem is reported as ``FILE:LINE: what is wrong``.
+"""
+
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from fowld.daemon.profiles.model import (
+    PROFILE_SUFFIX,
+    ClientSpec,
+    Profile,
+    ProfileChanges,
+    ProfileError,
+    ProfileSet,
+    RestartPolicy,
+    ServiceSpec,
+)
+from fowld.daemon.profiles.reader import Reader
+from fowld.daemon.profiles.schema import check_profile
+
+MAX_PROFILE_BYTES = 256 * 1024  # profiles are a few lines long; refuse anything absurd
+# What YAML counts as a line break, so that every line number agrees with PyYAML's marks.
+_YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+def _yaml_error(source: str, text: str, e: yaml.YAMLError) -> ProfileError:
+    if isinstance(e, yaml.reader.ReaderError):
+        line = len(_YAML_LINE_BREAK.findall(text[: e.position])) + 1
+        char = f" (character #x{e.character:04x})" if isinstance(e.character, int) else ""
+        return ProfileError(source, line, f"invalid YAML: {e.reason}{char}")
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        what = ", ".join(part for part in (e.context, e.problem) if part)
+        return ProfileError(source, line, f"invalid YAML: {what}")
+    return ProfileError(source, None, f"invalid YAML: {e}")
+
+
+def parse_profile(text: str, name: str, source: str = "<string>") -> Profile:
+    """Validate a profile written as YAML text."""
+    try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+    except yaml.YAMLError as e:
+        raise _yaml_error(source, text, e) from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ProfileError(source, 1, "the profile is empty")
+        return check_profile(Reader(source, loader).from_node(node), name, source)
+    except yaml.YAMLError as e:
+        raise _yaml_error(source, text, e) from None
+    except RecursionError:
+        raise ProfileError(source, None, "values are nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def profile_from_dict(data: Mapping, name: str, source: str = "<dict>") -> Profile:
+    """Validate a profile given as Python values (as decoded from YAML, JSON or D-Bus)."""
+    return check_profile(Reader(source).from_python(data), name, source)
+
+
+def load_profile(path: str | os.PathLike) -> Profile:
+    """Load and validate one profile file; its name is the file name without ``.yaml``."""
+    path = Path(path)
+    source = str(path)
+    if path.suffix != PROFILE_SUFFIX:
+        # fowld reads only NAME.yaml: a file it would skip must not pass a check either
+        raise ProfileError(source, None, f"ignored: profile files must end in {PROFILE_SUFFIX}")
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_PROFILE_BYTES + 1)
+    except OSError as e:
+        raise ProfileError(source, None, f"cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(source, None, f"larger than {MAX_PROFILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ProfileError(source, line, "not valid UTF-8 text") from None
+    return parse_profile(text, name=path.stem, source=source)
+
+
+def profiles_dir() -> Path:
+    """Where profiles live: ``$XDG_CONFIG_HOME/fowl/profiles``, by default under ``~/.config``."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    # The XDG spec says relative paths are invalid and must be ignored.
+    config = Path(base) if os.path.isabs(base) else Path.home() / ".config"
+    return config / "fowl" / "profiles"
+
+
+def insecure_permission_warning(path: str | os.PathLike, profile: Profile | None = None) -> str | None:
+    """A warning when other users could read a profile's code or change the profile."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    problems = []
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        if profile is None:
+            try:
+                profile = load_profile(path)
+            except ProfileError:
+                return None  # reported as an error by whoever loads it
+        if profile.code is not None:
+            problems.append("other users can read its fixed code")
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problems.append("other users can change what it forwards")
+    if not problems:
+        return None
+    return f"{path}: {' and '.join(problems)}; fix with: chmod go-rwx {path}"
+
+
+def load_profiles(directory: str | os.PathLike | None = None) -> ProfileSet:
+    """Load every ``*.yaml`` profile in a directory; a bad file never stops the others."""
+    directory = Path(directory) if directory is not None else profiles_dir()
+    try:
+        paths = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    except FileNotFoundError:
+        return ProfileSet()
+    except OSError as e:
+        problem = f"cannot list profiles: {e.strerror or e}"
+        return ProfileSet(errors=(ProfileError(str(directory), None, problem),))
+    profiles, errors, warnings = {}, [], []
+    for path in paths:
+        if path.suffix not in (PROFILE_SUFFIX, ".yml"):
+            continue  # not meant as a profile; a .yml file is, and is reported as skipped
+        try:
+            profile = load_profile(path)
+        except ProfileError as e:
+            errors.append(e)
+            continue
+        profiles[profile.name] = profile
+        if warning := insecure_permission_warning(path, profile):
+            warnings.append(warning)
+    return ProfileSet(profiles=profiles, errors=tuple(errors), warnings=tuple(warnings))
+
+
+__all__ = [
+    "MAX_PROFILE_BYTES",
+    "PROFILE_SUFFIX",
+    "ClientSpec",
+    "Profile",
+    "ProfileChanges",
+    "ProfileError",
+    "ProfileSet",
+    "RestartPolicy",
+    "ServiceSpec",
+    "insecure_permission_warning",
+    "load_profile",
+    "load_profiles",
+    "parse_profile",
+    "profile_from_dict",
+    "profiles_dir",
+]
