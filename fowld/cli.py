@@ -19,7 +19,7 @@ from twisted.logger import (
 )
 
 from fowld import __version__
-from fowld.daemon.options import DAEMON_PEER_LOST_TIMEOUT, SessionOptions
+from fowld.daemon.options import SessionOptions
 from fowld.engine import rules
 from fowld.engine.config import (
     DEFAULT_CODE_LENGTH,
@@ -111,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--peer-lost-timeout",
         type=float,
         metavar="SECONDS",
-        help="with no connection to the peer this long, the daemon restarts a fixed-code session "
-        f"(to meet a restarted peer; default {DAEMON_PEER_LOST_TIMEOUT:g}) and a --stdio session "
-        f"ends (default {DEFAULT_PEER_LOST_TIMEOUT:g}); 0 never",
+        help="with no connection to the peer this long, a --stdio session ends and the daemon "
+        "restarts a fixed-code session (to meet a restarted peer); default "
+        f"{DEFAULT_PEER_LOST_TIMEOUT:g}: never, a peer that sleeps for hours comes back",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     return parser
@@ -173,7 +173,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         if getattr(args, name, None):
             option = "--" + name.replace("_", "-")
             log.warn("{option} is ignored by the daemon: each profile names its own", option=option)
-    timeout = DAEMON_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout
+    timeout = DEFAULT_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout
     if not 0 <= timeout <= MAX_PEER_LOST_TIMEOUT:
         print(f"fowld: --peer-lost-timeout must be 0-{MAX_PEER_LOST_TIMEOUT:g} seconds", file=sys.stderr)
         return 2

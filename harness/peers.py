@@ -390,3 +390,81 @@ def run_concurrently(*calls: Callable[[], None], timeout: float = 30.0) -> None:
         raise AssertionError(f"traffic still running after {timeout}s")
     if errors:
         raise errors[0]
+
+
+class StreamEnd:
+    """How one side of a forwarded TCP stream saw it end: ``"eof"`` or ``"reset"``, and its bytes.
+
+    A ``Sink`` reads a stream's bytes until it ends; a ``Pusher`` writes bytes into one
+    until it fails. Both run in a thread and record ``ended`` and ``bytes``.
+    """
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.ended: str | None = None
+        self.done = threading.Event()
+
+    def wait(self, timeout: float) -> str:
+        if not self.done.wait(timeout):
+            raise AssertionError(f"the stream had not ended after {timeout}s ({self.bytes} bytes)")
+        return self.ended
+
+    def _read_until_end(self, sock: socket.socket) -> None:
+        try:
+            while chunk := sock.recv(_CHUNK):
+                self.bytes += len(chunk)
+            self.ended = "eof"
+        except (ConnectionResetError, BrokenPipeError):
+            self.ended = "reset"
+        except OSError as e:
+            self.ended = f"error: {e}"
+        finally:
+            self.done.set()
+
+
+class Sink(StreamEnd):
+    """A TCP server for one connection that reads everything and records how it ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server = socket.create_server((LOOPBACK, 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._server.accept()
+        except OSError:
+            return  # stopped before anyone connected
+        with conn:
+            self._read_until_end(conn)
+
+    def stop(self) -> None:
+        self._server.close()
+
+
+class Pusher(StreamEnd):
+    """Connects to ``address`` and writes deterministic bytes until the stream fails or ends."""
+
+    def __init__(self, address: tuple[str, int]):
+        super().__init__()
+        self.sock = socket.create_connection(address, timeout=IO_TIMEOUT)
+        self.sock.settimeout(None)
+        threading.Thread(target=self._push, daemon=True).start()
+
+    def _push(self) -> None:
+        chunk = payload(_CHUNK, 7)
+        try:
+            while True:
+                self.sock.sendall(chunk)
+                self.bytes += len(chunk)
+        except (ConnectionResetError, BrokenPipeError):
+            self.ended = "reset"
+        except OSError as e:
+            self.ended = f"error: {e}"
+        finally:
+            self.done.set()
+
+    def close(self) -> None:
+        self.sock.close()
+

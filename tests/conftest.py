@@ -12,6 +12,7 @@ import pytest
 
 from fowld.wormhole import patches as compat
 from harness.netns import Hub, NetnsError, Topology, remove_stale_namespaces, start_hub, unavailable_reason
+from harness.peers import StdioPeer, pair, start_ours, wait_dilated
 from harness.servers import (
     DBusBus,
     MailboxServer,
@@ -105,3 +106,27 @@ def topology() -> Iterator[Topology]:
 def hub(topology: Topology, processes: ProcessGroup) -> Hub:
     """The hub namespace with a mailbox server and a transit relay running."""
     return start_hub(topology, processes)
+
+
+@pytest.fixture
+def start_peer(processes, mailbox, transit_relay) -> Callable[..., StdioPeer]:
+    """``start_peer(*options, label=...)`` runs ``fowld --stdio`` on the test servers."""
+
+    def start(*options: str, label: str = "ours") -> StdioPeer:
+        return start_ours(processes, mailbox.url, transit_relay.hint, *options, label=label)
+
+    return start
+
+
+@pytest.fixture
+def connected(start_peer) -> Callable[..., tuple[StdioPeer, StdioPeer]]:
+    """``connected(*options)``: two daemons, "a" and "b", paired and Dilated."""
+
+    def connect(*options: str) -> tuple[StdioPeer, StdioPeer]:
+        a, b = start_peer(*options, label="a"), start_peer(*options, label="b")
+        pair(a, b)
+        for peer in (a, b):
+            wait_dilated(peer)
+        return a, b
+
+    return connect

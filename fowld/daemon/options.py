@@ -7,10 +7,6 @@ from dataclasses import dataclass, field
 
 from fowld.engine.config import CLOSE_TIMEOUT
 
-# A fixed-code session with no peer connection for this long starts afresh, so that it
-# meets a peer that restarted (and waits on a fresh mailbox).
-DAEMON_PEER_LOST_TIMEOUT = 60.0
-
 
 def _backoff(**policy: float) -> Callable[[int], float]:
     from twisted.application.internet import backoffPolicy  # the CLI need not import it
@@ -25,7 +21,8 @@ class SessionOptions:
     relay_only: bool = False
     ping_interval: float | None = None
     # A supervised session whose peer stays unreachable this long is restarted, so that
-    # it can meet a restarted peer (which waits on a fresh mailbox). None: never.
-    peer_lost_timeout: float | None = DAEMON_PEER_LOST_TIMEOUT
+    # it can meet a restarted peer (which waits on a fresh mailbox). None: never (the
+    # default: a peer that sleeps comes back to the same session).
+    peer_lost_timeout: float | None = None
     retry_delay: Callable[[int], float] = field(default_factory=lambda: _backoff(maxDelay=300.0))
     close_timeout: float = CLOSE_TIMEOUT  # how long closing waits for the peer's goodbye

@@ -13,8 +13,9 @@ DEFAULT_TRANSIT_RELAY = "tcp:transit.magic-wormhole.io:4001"
 # intervals. magic-wormhole's own default is 30 s; 10 s finds dead paths three times faster
 # for one small record per interval.
 DEFAULT_PING_INTERVAL = 10.0
-# A stdio session with no peer connection for this long ends (its listeners close).
-DEFAULT_PEER_LOST_TIMEOUT = 300.0
+# A session with no peer connection for this long ends (--peer-lost-timeout); 0: never, the
+# default, because a peer that sleeps (a laptop's lid closed for hours) comes back.
+DEFAULT_PEER_LOST_TIMEOUT = 0.0
 # How long closing waits for the peer's answer to our "closing" message.
 CLOSE_TIMEOUT = 10.0
 # Words in an allocated code, after its number.

@@ -122,6 +122,14 @@ class StreamClosed:
 
 
 @dataclass(frozen=True)
+class PeerUnreachable:
+    """The peer has been unreachable since ``since`` (epoch seconds), ``seconds`` long."""
+
+    since: float
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Pong:
     ping_id: object
     time_of_flight: float
@@ -151,6 +159,7 @@ Event = (
     | StreamOpened
     | StreamBytes
     | StreamClosed
+    | PeerUnreachable
     | Pong
     | Error
     | Closed

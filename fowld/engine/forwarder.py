@@ -95,11 +95,11 @@ class Forwarder:
 
     # shutting down -----------------------------------------------------------
 
-    def stop(self) -> Deferred:
-        """Stop listening, end every stream and control channel."""
+    def stop(self, reason: str = "session closing") -> Deferred:
+        """Stop listening, end every stream (as lost, with ``reason``) and control channel."""
         context = self._context
         context.stopped = True
-        context.streams.close_all("session closing")
+        context.streams.cut_all(f"session ended: {reason}")
         context.streams.stop()
         for offer in self._services.values():
             offer.remove()

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fowld.engine import events, rules
+from fowld.engine.absence import Away, PeerAbsence
 from fowld.engine.config import APP_ID, CLOSE_TIMEOUT, SessionConfig
 from fowld.engine.endpoints import Address, parse_connect, parse_listen
 from fowld.engine.forwarder import Forwarder, ForwardingError
@@ -41,6 +42,8 @@ log = Logger()
 SILENCE_GRACE = 1.0
 # A peer that is gone will not answer our "closing": do not wait long for it.
 LOST_PEER_CLOSE_TIMEOUT = 2.0
+# What an open phase says when the change that led to it gave no reason of its own.
+PHASE_REASONS = {Phase.RECONNECTING: "lost the connection to the peer; reconnecting"}
 
 
 class SessionError(ValueError):
@@ -65,6 +68,7 @@ class Session(Service):
         self._ping_ids = itertools.count(1)
         self._silence_timer = None
         self._silent: PeerConnection | None = None  # the connection whose keep-alives stopped
+        self._absence = PeerAbsence(reactor, self._peer_away)
 
     # observing ---------------------------------------------------------------
 
@@ -91,10 +95,18 @@ class Session(Service):
     def _update(self, **changes: Any) -> None:
         status = dataclasses.replace(self._status, **changes)
         self._life.move(self._life.next_phase(status))
-        status = dataclasses.replace(status, phase=self._life.phase)
+        phase = self._life.phase
+        if phase is not self._status.phase and "reason" not in changes and self._life.is_open:
+            changes["reason"] = PHASE_REASONS.get(phase, "")  # an old reason is no longer true
+        status = dataclasses.replace(status, phase=phase, reason=changes.get("reason", status.reason))
+        self._absence.follow(phase)
         if status != self._status:
             self._status = status
             self._emit(events.StatusChanged(status))
+
+    def _peer_away(self, away: Away) -> None:
+        self._update(reason=away.reason)
+        self._emit(events.PeerUnreachable(away.since, away.seconds))
 
     def _enter(self, phase: Phase, reason: str) -> None:
         self._life.move(phase)
@@ -293,7 +305,7 @@ class Session(Service):
         self._cancel_silence_timer()
         self._update(reason=reason)
         self._emit(events.Error(reason))
-        self._finish(self._forwarder.stop(), f"failed: {reason}")
+        self._finish(self._forwarder.stop(reason), f"failed: {reason}")
 
     # closing -----------------------------------------------------------------
 
@@ -312,7 +324,7 @@ class Session(Service):
             return
         self._update(reason=ending.reason)
         self._cancel_silence_timer()
-        stopped = self._forwarder.stop()
+        stopped = self._forwarder.stop(ending.reason)
         if self._status.verifier:
             # the closing phase number is how many mailbox messages we sent before it: none
             self._wormhole.send_message(json.dumps({"closing": 0}).encode("utf-8"))
@@ -331,11 +343,13 @@ class Session(Service):
     def _finish(self, d: Deferred, result: str | None) -> None:
         def finished(outcome: Any) -> None:
             final = result
+            ending = self._life.ending
+            if final is None and ending.final is Phase.FAILED:
+                final = f"failed: {ending.reason}"  # never "happy" for a session that gave up
             if final is None:
                 final = "happy"
                 if isinstance(outcome, list) and outcome and outcome[-1][0]:
                     final = outcome[-1][1] or "happy"
-            ending = self._life.ending
             if self._life.phase is Phase.CLOSING:
                 self._enter(ending.final, ending.reason)
             self._emit(events.Closed(final))

@@ -4,6 +4,12 @@ One ``Stream`` joins two ``Protocol`` ends. Each end is the other's producer,
 so a slow reader on either side pauses the writer on the other (memory stays
 bounded). Byte counts are reported coalesced: at most one ``StreamBytes`` per
 stream per ``Limits.bytes_report_interval``, with exact totals.
+
+A stream ends cleanly only when one of its two programs closed its side (the
+local one here, or the peer's, whose close arrives as the subchannel's). Any
+other end (a refusal, a failed handshake, the session ending under it) resets
+the local socket, so the program reading it sees an error instead of an end of
+file that would make a cut stream look complete.
 """
 
 from __future__ import annotations
@@ -75,12 +81,30 @@ class Stream:
     # closing -----------------------------------------------------------------
 
     def fail(self, reason: str, refused: bool = False) -> None:
-        """End the stream early, closing whatever ends exist."""
+        """End the stream early: reset the local socket, close the subchannel."""
         self.refused = self.refused or refused
         self._reason = self._reason or reason
-        self._close_ends()
+        self._close_ends(reset=True)
         if self.local is None and self.tunnel is None:
             self._finish()
+
+    def cut(self, reason: str) -> None:
+        """The session ends under the stream: reset the local socket and end now.
+
+        The subchannel is left to die with the wormhole: closing it would tell
+        the peer the stream ended normally, and its close would never be
+        acknowledged by a peer that is gone.
+        """
+        self._reason = self._reason or reason
+        if self.splicing:
+            for end in (self.local, self.tunnel):
+                if end is not None and end.transport is not None:
+                    end.transport.unregisterProducer()
+        local = self.local
+        if local is not None and local.connected and local.transport is not None:
+            local.connected = False
+            local.transport.abortConnection()
+        self._finish()
 
     def end_lost(self, reason: Failure) -> None:
         if self._reason is None:
@@ -91,7 +115,7 @@ class Stream:
         if self._closed_ends >= expected:
             self._finish()
 
-    def _close_ends(self) -> None:
+    def _close_ends(self, reset: bool = False) -> None:
         for end in (self.local, self.tunnel):
             if end is not None and end.connected and end.transport is not None:
                 end.connected = False  # lose each end once
@@ -99,7 +123,10 @@ class Stream:
                     # A transport with a producer registered waits for that producer
                     # (possibly forever, if it is paused) instead of closing.
                     end.transport.unregisterProducer()
-                end.transport.loseConnection()
+                if reset and end is self.local:
+                    end.transport.abortConnection()
+                else:
+                    end.transport.loseConnection()
 
     def _finish(self) -> None:
         if not self._done:
@@ -180,9 +207,10 @@ class StreamTable:
             )
         )
 
-    def close_all(self, reason: str) -> None:
+    def cut_all(self, reason: str) -> None:
+        """The session is ending: every open stream ends as lost, with ``reason``."""
         for stream in self:
-            stream.fail(reason)
+            stream.cut(reason)
 
     def stop(self) -> None:
         if self._timer is not None and self._timer.active():

@@ -34,8 +34,9 @@ def config_from_args(args: argparse.Namespace, mailbox_url: str | None = None) -
         relay_only=args.relay_only,
         ping_interval=args.ping_interval or DEFAULT_PING_INTERVAL,
         peer_lost_timeout=(
-            DEFAULT_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout or None
-        ),
+            DEFAULT_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout
+        )
+        or None,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fowld.engine import events
 from fowld.engine.status import SessionStatus
 
@@ -46,6 +48,9 @@ def render_event(event: events.Event) -> list[dict]:
             if reason is not None:
                 return [{"kind": "incoming-lost", "id": id, "reason": reason, "service_name": name}]
             return [{"kind": "incoming-done", "id": id, "service_name": name}]
+        case events.PeerUnreachable(since, seconds):
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+            return [{"kind": "peer-unreachable", "since": when, "seconds": round(seconds)}]
         case events.Error(message):
             return [{"kind": "error", "message": message}]
         case events.Closed(result):
