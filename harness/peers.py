@@ -251,7 +251,8 @@ class HashServer:
     the server replies with the digest of those bytes, the bytes down, then closes.
     """
 
-    def __init__(self, address: str | tuple[str, int]):
+    def __init__(self, address: str | tuple[str, int], io_timeout: float = IO_TIMEOUT):
+        self._io_timeout = io_timeout  # a connection silent this long is dropped
         family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET6
         if isinstance(address, tuple) and ":" not in address[0]:
             family = socket.AF_INET
@@ -287,7 +288,7 @@ class HashServer:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
-            conn.settimeout(IO_TIMEOUT)
+            conn.settimeout(self._io_timeout)
             try:
                 header = bytearray()
                 if _recv_exactly(conn, _HEADER.size, header.extend) < _HEADER.size:

@@ -12,7 +12,7 @@ import pytest
 
 from fowld.wormhole import patches as compat
 from harness.netns import Hub, NetnsError, Topology, remove_stale_namespaces, start_hub, unavailable_reason
-from harness.peers import StdioPeer, pair, start_ours, wait_dilated
+from harness.peers import HashServer, StdioPeer, pair, start_ours, wait_dilated
 from harness.servers import (
     DBusBus,
     MailboxServer,
@@ -130,3 +130,18 @@ def connected(start_peer) -> Callable[..., tuple[StdioPeer, StdioPeer]]:
         return a, b
 
     return connect
+
+
+@pytest.fixture
+def hash_server() -> Iterator[Callable[..., HashServer]]:
+    """``hash_server(address=("127.0.0.1", 0), **options)`` starts a HashServer; all stop after the test."""
+    started: list[HashServer] = []
+
+    def start(address: str | tuple[str, int] = ("127.0.0.1", 0), **options: float) -> HashServer:
+        server = HashServer(address, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

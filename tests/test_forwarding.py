@@ -25,7 +25,6 @@ from fowld.engine.session import Session, SessionConfig
 from fowld.engine.status import Phase
 from fowld.engine.tunnel import OutgoingTunnel
 from harness.peers import (
-    HashServer,
     StdioPeer,
     exchange,
     explained,
@@ -41,21 +40,6 @@ MB = 1_000_000
 # What a service sends back in most tests: several transport buffers, so local sockets
 # pause their tunnels and closing must still work (test_large_reply_read_slowly_...).
 REPLY = 1_000_000
-
-
-@pytest.fixture
-def hash_server() -> Iterator[Callable[..., HashServer]]:
-    """``hash_server(address=("127.0.0.1", 0))`` starts a HashServer; all stop after the test."""
-    started: list[HashServer] = []
-
-    def start(address: str | tuple[str, int] = (LOOPBACK, 0)) -> HashServer:
-        server = HashServer(address)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 @pytest.fixture

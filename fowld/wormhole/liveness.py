@@ -203,6 +203,8 @@ class Liveness(Service):
         if self._down_since is None:
             self._down_since = now
             return
+        if self._on_peer_lost is None:
+            return  # nobody gives up on this peer: an outage is only reported as one
         if now - self._down_since >= self.peer_timeout and not self._peer_lost_reported:
             self._peer_lost_reported = True
             reason = f"peer lost: no connection to the peer for {self.peer_timeout:.0f} s"
