@@ -54,8 +54,11 @@ def _sleep_through_transfer(
         exchange((LOOPBACK, port), 8 * MB, 2 * MB, timeout=seconds + 120, midway=sleep)
         told = awake.find("peer-unreachable", since=since)
         assert told and told[-1]["seconds"] >= 30, awake.describe()
-        reasons = [s["reason"] for s in awake.find("status", since=since)]
+        statuses = awake.find("status", since=since)
+        reasons = [s["reason"] for s in statuses]
         assert any(r.startswith("peer unreachable since") for r in reasons), reasons
+        # every reconnecting status says why; none says so once connected again
+        assert all(s["reason"] for s in statuses if s["phase"] == "reconnecting"), statuses
         for peer in (a, b):  # one session throughout: nobody closed or started afresh
             status = _status(peer)
             assert status["phase"] == "connected" and status["reason"] == "", status
