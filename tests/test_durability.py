@@ -14,144 +14,36 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 
 import pytest
 
+from harness.faults import (
+    LISTEN_PORT,
+    MB,
+    PING,
+    RATE,
+    RECOVERY_LIMIT,
+    STEP,
+    TOTAL,
+    Pair,
+    connect_pair,
+    generation,
+    soak,
+    start_transfer,
+    wait_reconnected,
+)
 from harness.netns import (
     HUB_ADDRESS,
-    PROGRESS_STEP,
     RELAY_PORT,
     Hub,
-    JsonLines,
-    Peer,
-    Side,
     Topology,
-    fowld_argv,
-    peer_environment,
     start_mailbox,
-    traffic_argv,
 )
 from harness.servers import REPO_ROOT, ProcessGroup
 
 pytestmark = pytest.mark.netns
 
-MB = 1_000_000
-TOTAL = 100 * MB
-RATE = 20 * MB  # bytes/s: slow enough that faults land mid-stream, fast enough for short tests
-PING = 2.0  # --ping-interval for the peers: a silent path is replaced after 4 s
-LISTEN_PORT = 7000  # alice's listener for "data" (each test has fresh namespaces)
-SINK_PORT = 7100  # bob's sink
-STEP = 20.0  # seconds for one setup step
-RECOVERY_LIMIT = 60.0  # data must flow again within this many seconds of a fault's end
 MAX_RSS_GROWTH_KIB = 64 * 1024  # a stalled 20 MB/s source must not pile up in fowld
-
-
-@dataclass
-class Pair:
-    alice: Peer  # wants "data", listens on LISTEN_PORT
-    bob: Peer  # offers "data", connects to SINK_PORT
-
-    @property
-    def peers(self) -> tuple[Peer, Peer]:
-        return self.alice, self.bob
-
-
-def start_peer(
-    processes: ProcessGroup, topology: Topology, side: Side, name: str, ping: float | None, *extra: str
-) -> Peer:
-    process = processes.spawn(
-        side.exec(fowld_argv(topology, ping, *extra)),
-        env=peer_environment(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=REPO_ROOT,
-        name=f"fowld-{name}",
-    )
-    return Peer(name, side, process)
-
-
-def connect_pair(processes: ProcessGroup, topology: Topology, ping: float | None = PING, *extra: str) -> Pair:
-    pair = Pair(
-        start_peer(processes, topology, topology.alice, "alice", ping, *extra),
-        start_peer(processes, topology, topology.bob, "bob", ping, *extra),
-    )
-    for peer in pair.peers:
-        peer.send("status", watch=True)
-    pair.alice.send("allocate-code")
-    code = pair.alice.wait("code-allocated", STEP)[2]["code"]
-    pair.bob.send("set-code", code=code)
-    pair.bob.send("remote", name="data", local_connect_port=SINK_PORT)
-    pair.alice.send("local", name="data", local_listen_port=LISTEN_PORT)
-    pair.alice.wait("listening", STEP, name="data")
-    for peer in pair.peers:
-        peer.wait("status", STEP, phase="connected")
-    return pair
-
-
-@dataclass
-class Transfer:
-    source: JsonLines
-    sink: JsonLines
-
-    def wait_received(self, count: int, timeout: float) -> float:
-        """When the sink had at least ``count`` bytes."""
-        return self.sink.wait_for(lambda m: m.get("received", 0) >= count, timeout)[1]
-
-    def finish(self, timeout: float) -> int:
-        """Wait for both ends; assert every byte arrived intact; the byte count."""
-        sent = self.source.wait_for(lambda m: m.get("done"), timeout)[2]
-        received = self.sink.wait_for(lambda m: m.get("done"), timeout)[2]
-        assert received["received"] == sent["sent"], (sent, received)
-        assert received["sha256"] == sent["sha256"], (sent, received)
-        return received["received"]
-
-    def resumed_after(self, moment: float, timeout: float) -> float:
-        """Seconds from ``moment`` until bytes the source sent after it reached the sink."""
-        sent = [m["sent"] for _, m in self.source.since() if "sent" in m]
-        beyond = (sent[-1] if sent else 0) + PROGRESS_STEP
-        arrived = self.sink.wait_for(lambda m: m.get("received", 0) >= beyond, timeout)[1]
-        return max(arrived - moment, 0.0)
-
-
-def start_transfer(
-    processes: ProcessGroup, topology: Topology, total: int = TOTAL, rate: float = RATE
-) -> Transfer:
-    sink = processes.spawn(
-        topology.bob.exec(traffic_argv("sink", SINK_PORT)), stdout=subprocess.PIPE, name="sink"
-    )
-    sink_lines = JsonLines(sink.stdout, "sink")
-    sink_lines.wait_for(lambda m: "listening" in m, STEP)
-    source = processes.spawn(
-        topology.alice.exec(traffic_argv("source", LISTEN_PORT, total, rate)),
-        stdout=subprocess.PIPE,
-        name="source",
-    )
-    return Transfer(JsonLines(source.stdout, "source"), sink_lines)
-
-
-def generation(peer: Peer) -> int:
-    return peer.statuses()[-1][1]["generation"]
-
-
-def wait_reconnected(peer: Peer, after: int, before: int, timeout: float) -> tuple[float, int]:
-    """Wait until the peer has said "reconnecting" and is "connected" again, above generation ``before``.
-
-    Looks at status lines from index ``after``; call it once data flows again. Returns when the
-    last "reconnecting" was followed by "connected", and the new generation.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        statuses = peer.statuses(after)
-        phases = [m["phase"] for _, m in statuses]
-        if "reconnecting" in phases and phases[-1] == "connected":
-            last_down = len(phases) - 1 - phases[::-1].index("reconnecting")
-            back = [(t, m) for t, m in statuses[last_down:] if m["phase"] == "connected"]
-            if back[0][1]["generation"] > before:
-                return back[0][0], back[0][1]["generation"]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{peer.name}: no reconnecting then connected; phases {phases[-12:]}")
-        time.sleep(0.1)
 
 
 def report(what: str, **figures: object) -> None:
@@ -215,6 +107,25 @@ def test_link_cut_twenty_times(topology: Topology, hub: Hub, processes: ProcessG
         rss_kib={name: f"{start_rss[name]}->{end_rss[name]}" for name in start_rss},
     )
     assert len(resumed) == 20
+
+
+MAX_SOAK_GROWTH_KIB = 5 * 1024  # RSS after the last cut, against after the first
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_forty_cuts_keep_memory_flat(topology: Topology, hub: Hub, processes: ProcessGroup) -> None:
+    """40 cuts of 5 s under a steady stream (bench/soak.py measures the same way)."""
+    if os.environ.get("FOWL_SLOW") != "1":
+        pytest.skip("slow (about 9 minutes): run with FOWL_SLOW=1")
+    pair = connect_pair(processes, topology)
+    minutes = 40 * 12 / 60 + 0.5
+    result = soak(processes, topology, pair, minutes, cut_every=12, cut_for=5, rate=10 * MB)
+    assert result.cuts >= 40, result.cuts
+    first, last = result.after_first_cut, result.rss_kib[-1][1:]
+    report("forty cuts", cuts=result.cuts, recovered_max_s=max(result.recoveries), rss_kib=f"{first}->{last}")
+    for name, before, after in zip(("alice", "bob"), first, last, strict=True):
+        assert after - before < MAX_SOAK_GROWTH_KIB, f"{name} grew {after - before} KiB over the cuts"
 
 
 def move_each_side(processes: ProcessGroup, topology: Topology, ping: float | None, limit: float) -> None:

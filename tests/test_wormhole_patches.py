@@ -10,9 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 from wormhole._boss import Boss
-from wormhole._dilation.connection import DilatedConnectionProtocol
+from wormhole._dilation.connection import Data, DilatedConnectionProtocol
 from wormhole._dilation.connector import Connector
 from wormhole._dilation.inbound import Inbound
+from wormhole._dilation.outbound import Outbound
 
 from fowld.wormhole import patches
 
@@ -96,3 +97,54 @@ def test_direct_addresses_narrow_the_hints_and_can_be_lifted() -> None:
         assert Connector._get_listener_addresses(connector) == patches._original_listener_addresses(connector)
     finally:
         patches.advertise_direct_addresses(["127.0.0.1"])  # as conftest set it for the whole run
+
+
+class _Connection:
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+        self.transport = SimpleNamespace(registerProducer=lambda producer, streaming: None)
+
+    def send_record(self, record: object) -> None:
+        self.sent.append(record)
+
+
+def _outbound_with_a_writer() -> tuple[Outbound, _Transport, _Connection]:
+    outbound = object.__new__(Outbound)
+    outbound.__attrs_post_init__()
+    outbound._cooperator = None
+    writer, connection = _Transport(), _Connection()
+    outbound.subchannel_registerProducer(object(), writer, True)
+    outbound.use_connection(connection)
+    return outbound, writer, connection
+
+
+def _write(outbound: Outbound, size: int) -> None:
+    outbound.queue_and_send_record(outbound.build_record(Data, 1, b"x" * size))
+
+
+def test_original_outbound_lets_writers_queue_without_bound() -> None:
+    outbound, writer, _ = _outbound_with_a_writer()
+    for _ in range(64):  # 64 MiB unacknowledged: nothing pauses the writer
+        patches._original_queue_and_send(outbound, outbound.build_record(Data, 1, b"x" * (1 << 20)))
+    assert "pause" not in writer.calls[1:]
+
+
+def test_writers_pause_while_too_much_is_unacknowledged_and_resume_after_acks() -> None:
+    outbound, writer, connection = _outbound_with_a_writer()
+    writer.calls.clear()
+    chunk = 256 * 1024
+    for _ in range(patches.UNACKED_HIGH // chunk):
+        _write(outbound, chunk)
+    assert writer.calls == []  # at the bound, not above it
+    _write(outbound, chunk)
+    assert writer.calls == ["pause"] and patches.unacked_bytes(outbound) > patches.UNACKED_HIGH
+    assert len(connection.sent) == patches.UNACKED_HIGH // chunk + 1  # queued records still go out
+    outbound.pauseProducing()  # the TCP connection filled and drained again:
+    outbound.resumeProducing()  # queued records go out, but the writer stays paused
+    assert writer.calls == ["pause"]
+    half = len(outbound._outbound_queue) // 2
+    outbound.handle_ack(outbound._outbound_queue[half].seqnum)
+    assert writer.calls == ["pause", "resume"]
+    assert patches.unacked_bytes(outbound) <= patches.UNACKED_LOW
+    outbound.handle_ack(outbound._outbound_queue[-1].seqnum)
+    assert patches.unacked_bytes(outbound) == 0

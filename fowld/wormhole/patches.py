@@ -16,6 +16,14 @@
 4. ``direct-addresses``: not a bug fix but a choice: Dilation offers the peer
    every address of every interface for direct connections;
    ``advertise_direct_addresses`` narrows that list.
+5. ``bounded-unacked``: Dilation keeps every record it sent until the peer
+   acknowledges it, to replay it on the next connection, and lets its
+   subchannels write as fast as the TCP connection takes bytes. The queue of
+   unacknowledged records is bounded only by the socket buffers, so every cut
+   of a fast stream leaves megabytes queued (heap the allocator then keeps).
+   We pause the subchannels' producers while more than ``UNACKED_HIGH`` bytes
+   are unacknowledged and resume them below ``UNACKED_LOW``: a window on the
+   bytes in flight.
 
 Each fix probes for the behaviour it corrects and is applied only if the
 probe finds it, and only on the releases it was written for; ``install()``
@@ -24,6 +32,7 @@ is idempotent and ``applied()`` says what it did.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +42,7 @@ from wormhole._boss import Boss
 from wormhole._dilation.connection import DilatedConnectionProtocol
 from wormhole._dilation.connector import Connector
 from wormhole._dilation.inbound import Inbound
+from wormhole._dilation.outbound import Outbound
 
 log = Logger()
 
@@ -42,6 +52,13 @@ SUPPORTED_RELEASES = ("0.24.",)
 _original_listener_addresses = Connector._get_listener_addresses
 _original_subchannel_closed = Inbound.subchannel_closed
 _direct_addresses: tuple[str, ...] | None = None
+_original_queue_and_send = Outbound.queue_and_send_record
+_original_handle_ack = Outbound.handle_ack
+_original_next_producer = Outbound._get_next_unpaused_producer
+# Bytes of unacknowledged records above which subchannels stop writing, and below which they
+# resume. 2 MiB in flight carries 200 MB/s at a 10 ms round trip; a cut queues at most that.
+UNACKED_HIGH = 2 << 20
+UNACKED_LOW = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -146,11 +163,64 @@ def advertise_direct_addresses(addresses: Sequence[str] | None) -> None:
     install()
 
 
+# 5. bounded-unacked --------------------------------------------------------------------------
+
+
+def _record_bytes(record: object) -> int:
+    return len(getattr(record, "data", b"") or b"")  # Data records; Open and Close carry none
+
+
+def unacked_bytes(outbound: Outbound) -> int:
+    """Bytes of the records ``outbound`` has sent and the peer has not acknowledged."""
+    return getattr(outbound, "_fowl_unacked", 0)
+
+
+def _queue_and_send_record(self: Outbound, record: object) -> None:
+    _original_queue_and_send(self, record)
+    self._fowl_unacked = unacked_bytes(self) + _record_bytes(record)
+    if self._fowl_unacked > UNACKED_HIGH and not getattr(self, "_fowl_held", False):
+        self._fowl_held = True
+        for producer in list(self._unpaused_producers):  # queued records still go out
+            self._unpaused_producers.remove(producer)
+            self._paused_producers.add(producer)
+            producer.pauseProducing()
+
+
+def _handle_ack(self: Outbound, resp_seqnum: int) -> None:
+    acked = itertools.takewhile(lambda r: r.seqnum <= resp_seqnum, self._outbound_queue)
+    retired = sum(_record_bytes(r) for r in acked)
+    _original_handle_ack(self, resp_seqnum)
+    self._fowl_unacked = max(0, unacked_bytes(self) - retired)
+    if getattr(self, "_fowl_held", False) and self._fowl_unacked <= UNACKED_LOW:
+        self._fowl_held = False
+        if self._connection is not None and not self._paused:
+            # the connection takes bytes: resume the producers as the connection would
+            self._paused = True
+            self.resumeProducing()
+
+
+def _next_unpaused_producer(self: Outbound) -> object:
+    if getattr(self, "_fowl_held", False):
+        return None  # resumeProducing sends queued records but wakes no producer
+    return _original_next_producer(self)
+
+
+def _unacked_unbounded() -> bool:
+    return Outbound.queue_and_send_record is not _queue_and_send_record
+
+
+def _bound_unacked() -> None:
+    Outbound.queue_and_send_record = _queue_and_send_record
+    Outbound.handle_ack = _handle_ack
+    Outbound._get_next_unpaused_producer = _next_unpaused_producer
+
+
 PATCHES = (
     Patch("pause-connection", _connection_cannot_pause, _add_pause_methods),
     Patch("forget-closed-paused", _closed_subchannel_stays_paused, _forget_closed_subchannels),
     Patch("closed-boss-ignores-closed", _closed_boss_rejects_closed, _nothing_more),
     Patch("direct-addresses", _hints_not_yet_ours, _choose_direct_addresses),
+    Patch("bounded-unacked", _unacked_unbounded, _bound_unacked),
 )
 _applied: list[str] = []
 

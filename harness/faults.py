@@ -1,0 +1,205 @@
+"""Two ``fowld --stdio`` peers in network namespaces, a steady hash-checked stream, faults.
+
+Shared by the namespace tests (tests/test_durability.py) and the soak benchmark
+(bench/soak.py). Alice wants the service "data" and listens for it on
+``LISTEN_PORT``; bob offers it, ending at a sink on ``SINK_PORT``. A source in
+alice's namespace pushes deterministic bytes at a steady rate; the sink's
+SHA-256 must equal the source's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.netns import (
+    PROGRESS_STEP,
+    JsonLines,
+    Peer,
+    Side,
+    Topology,
+    fowld_argv,
+    peer_environment,
+    traffic_argv,
+)
+from harness.servers import REPO_ROOT, ProcessGroup
+
+MB = 1_000_000
+TOTAL = 100 * MB
+RATE = 20 * MB  # bytes/s: slow enough that faults land mid-stream, fast enough for short tests
+PING = 2.0  # --ping-interval for the peers: a silent path is replaced after 4 s
+LISTEN_PORT = 7000  # alice's listener for "data" (each test has fresh namespaces)
+SINK_PORT = 7100  # bob's sink
+STEP = 20.0  # seconds for one setup step
+RECOVERY_LIMIT = 60.0  # data must flow again within this many seconds of a fault's end
+
+
+@dataclass
+class Pair:
+    alice: Peer  # wants "data", listens on LISTEN_PORT
+    bob: Peer  # offers "data", connects to SINK_PORT
+
+    @property
+    def peers(self) -> tuple[Peer, Peer]:
+        return self.alice, self.bob
+
+
+def start_peer(
+    processes: ProcessGroup, topology: Topology, side: Side, name: str, ping: float | None, *extra: str
+) -> Peer:
+    process = processes.spawn(
+        side.exec(fowld_argv(topology, ping, *extra)),
+        env=peer_environment(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        name=f"fowld-{name}",
+    )
+    return Peer(name, side, process)
+
+
+def connect_pair(processes: ProcessGroup, topology: Topology, ping: float | None = PING, *extra: str) -> Pair:
+    pair = Pair(
+        start_peer(processes, topology, topology.alice, "alice", ping, *extra),
+        start_peer(processes, topology, topology.bob, "bob", ping, *extra),
+    )
+    for peer in pair.peers:
+        peer.send("status", watch=True)
+    pair.alice.send("allocate-code")
+    code = pair.alice.wait("code-allocated", STEP)[2]["code"]
+    pair.bob.send("set-code", code=code)
+    pair.bob.send("remote", name="data", local_connect_port=SINK_PORT)
+    pair.alice.send("local", name="data", local_listen_port=LISTEN_PORT)
+    pair.alice.wait("listening", STEP, name="data")
+    for peer in pair.peers:
+        peer.wait("status", STEP, phase="connected")
+    return pair
+
+
+@dataclass
+class Transfer:
+    source: JsonLines
+    sink: JsonLines
+
+    def wait_received(self, count: int, timeout: float) -> float:
+        """When the sink had at least ``count`` bytes."""
+        return self.sink.wait_for(lambda m: m.get("received", 0) >= count, timeout)[1]
+
+    def finish(self, timeout: float) -> int:
+        """Wait for both ends; assert every byte arrived intact; the byte count."""
+        sent = self.source.wait_for(lambda m: m.get("done"), timeout)[2]
+        received = self.sink.wait_for(lambda m: m.get("done"), timeout)[2]
+        assert received["received"] == sent["sent"], (sent, received)
+        assert received["sha256"] == sent["sha256"], (sent, received)
+        return received["received"]
+
+    def resumed_after(self, moment: float, timeout: float) -> float:
+        """Seconds from ``moment`` until bytes the source sent after it reached the sink."""
+        sent = [m["sent"] for _, m in self.source.since() if "sent" in m]
+        beyond = (sent[-1] if sent else 0) + PROGRESS_STEP
+        arrived = self.sink.wait_for(lambda m: m.get("received", 0) >= beyond, timeout)[1]
+        return max(arrived - moment, 0.0)
+
+
+def start_transfer(
+    processes: ProcessGroup, topology: Topology, total: int = TOTAL, rate: float = RATE
+) -> Transfer:
+    sink = processes.spawn(
+        topology.bob.exec(traffic_argv("sink", SINK_PORT)), stdout=subprocess.PIPE, name="sink"
+    )
+    sink_lines = JsonLines(sink.stdout, "sink")
+    sink_lines.wait_for(lambda m: "listening" in m, STEP)
+    source = processes.spawn(
+        topology.alice.exec(traffic_argv("source", LISTEN_PORT, total, rate)),
+        stdout=subprocess.PIPE,
+        name="source",
+    )
+    return Transfer(JsonLines(source.stdout, "source"), sink_lines)
+
+
+def generation(peer: Peer) -> int:
+    return peer.statuses()[-1][1]["generation"]
+
+
+def wait_reconnected(peer: Peer, after: int, before: int, timeout: float) -> tuple[float, int]:
+    """Wait until the peer has said "reconnecting" and is "connected" again, above generation ``before``.
+
+    Looks at status lines from index ``after``; call it once data flows again. Returns when the
+    last "reconnecting" was followed by "connected", and the new generation.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = peer.statuses(after)
+        phases = [m["phase"] for _, m in statuses]
+        if "reconnecting" in phases and phases[-1] == "connected":
+            last_down = len(phases) - 1 - phases[::-1].index("reconnecting")
+            back = [(t, m) for t, m in statuses[last_down:] if m["phase"] == "connected"]
+            if back[0][1]["generation"] > before:
+                return back[0][0], back[0][1]["generation"]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{peer.name}: no reconnecting then connected; phases {phases[-12:]}")
+        time.sleep(0.1)
+
+
+# soak: a steady stream, a link cut every few seconds --------------------------------------
+
+
+@dataclass
+class Soak:
+    """What one soak run measured; ``rss_kib`` holds (seconds since start, alice, bob) samples."""
+
+    cuts: int = 0
+    recoveries: list[float] = field(default_factory=list)  # seconds until data flowed again
+    rss_kib: list[tuple[float, int, int]] = field(default_factory=list)
+    after_first_cut: tuple[int, int] = (0, 0)  # RSS of alice and bob once the first cut recovered
+    sent: int = 0
+    sha256: str = ""
+    seconds: float = 0.0
+
+
+def soak(
+    processes: ProcessGroup,
+    topology: Topology,
+    pair: Pair,
+    minutes: float,
+    cut_every: float,
+    cut_for: float,
+    rate: float,
+    say: Callable[[str], None] | None = None,
+) -> Soak:
+    """Stream at ``rate`` for ``minutes``, cutting alice's link for ``cut_for`` s every ``cut_every`` s.
+
+    Every byte is hash-checked at the end. ``say(text)``, if given, hears each cut's figures.
+    """
+    result = Soak()
+    total = int(rate * minutes * 60)
+    started = time.monotonic()
+    transfer = start_transfer(processes, topology, total=total, rate=rate)
+    transfer.wait_received(min(total, PROGRESS_STEP), STEP)
+
+    def sample() -> None:
+        alice, bob = (peer.rss_kib() for peer in pair.peers)
+        result.rss_kib.append((round(time.monotonic() - started, 1), alice, bob))
+
+    sample()
+    deadline = started + minutes * 60 - cut_every
+    while time.monotonic() < deadline:
+        time.sleep(max(0.0, cut_every - cut_for))
+        topology.alice.link(False)
+        time.sleep(cut_for)
+        topology.alice.link(True)
+        result.recoveries.append(round(transfer.resumed_after(time.monotonic(), RECOVERY_LIMIT), 2))
+        result.cuts += 1
+        sample()
+        if result.cuts == 1:
+            result.after_first_cut = result.rss_kib[-1][1:]
+        if say is not None:
+            rss = result.rss_kib[-1][1:]
+            say(f"cut {result.cuts}: data again after {result.recoveries[-1]} s, RSS KiB {rss}")
+    result.sent = transfer.finish(total / rate + RECOVERY_LIMIT)
+    result.sha256 = transfer.sink.wait_for(lambda m: m.get("done"), STEP)[2]["sha256"]
+    result.seconds = round(time.monotonic() - started, 1)
+    sample()
+    return result
