@@ -251,6 +251,8 @@ class BlobServer:
                 conn.sendall(self.blob if request == b"GET\n" else GREETING)
 
     def close(self) -> None:
+        if self._sock.fileno() == -1:
+            return  # closed already (a test took the service away)
         self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         self._thread.join(5)

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 
 from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
+from fowld.daemon.ratelimit import RateLimitedLog
 from fowld.engine import events
 from fowld.engine.config import DEFAULT_PING_INTERVAL
 from fowld.engine.endpoints import Address
@@ -57,6 +58,20 @@ def should_restart(mode: Mode, policy: RestartPolicy, failed: bool) -> bool:
 Subscriber = Callable[[events.Event], None]
 
 
+def stream_refusal(event: events.Event) -> tuple[str, str] | None:
+    """(service, reason) if ``event`` is a stream refused, here or by the peer; else None.
+
+    A refusal made here is a ``Refused`` event (the stream it refused, if it had an id,
+    closes as refused too: not counted twice); the peer's arrives as a refused outgoing stream.
+    """
+    match event:
+        case events.Refused("stream", name, reason):
+            return name or "", reason
+        case events.StreamClosed(_, name, events.Direction.OUTGOING, _, _, reason, True):
+            return name, reason or "refused"
+    return None
+
+
 class SupervisedSession(Service):
     def __init__(
         self,
@@ -77,6 +92,9 @@ class SupervisedSession(Service):
         self.bytes_in = 0
         self.bytes_out = 0
         self.total_connections = 0
+        self.refused_connections = 0  # streams refused here or by the peer
+        self.lost_connections = 0  # streams cut by anything but a close of their own
+        self._refusals = RateLimitedLog(reactor)
         self.status = SessionStatus(mailbox_url=profile.mailbox)
         self.session: Session | None = None
         self._reactor = reactor
@@ -221,6 +239,17 @@ class SupervisedSession(Service):
             case events.StreamBytes(_, into_tunnel, out_of_tunnel):
                 self.bytes_in += into_tunnel
                 self.bytes_out += out_of_tunnel
+            case events.StreamClosed(_, name, _, _, _, reason, False) if reason is not None:
+                self.lost_connections += 1
+                self._refusals.warn(f"lost {name}", f"session {self.id}: a {name!r} stream was cut: {reason}")
+            case events.Refused(what, name, reason) if what != "stream":
+                self._refusals.warn(what + reason, f"session {self.id}: refused {what} {name!r}: {reason}")
+            case events.ClientFailed(name, reason):
+                self._refusals.warn(f"listen {name}", f"session {self.id}: client {name!r}: {reason}")
+        if (refusal := stream_refusal(event)) is not None:
+            self.refused_connections += 1
+            name, reason = refusal
+            self._refusals.warn(f"stream {reason}", f"session {self.id}: refused a {name!r} stream: {reason}")
         self._emit(event)
 
     def _engine_status(self, status: SessionStatus) -> None:

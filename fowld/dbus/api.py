@@ -146,6 +146,7 @@ SESSION = Interface(
             "ConnectionClosed",
             _args("u id", "s service", "s direction", "t bytes_in", "t bytes_out", "s reason"),
         ),
+        Signal("ConnectionRefused", _args("s service", "s reason")),
     ),
     properties=(
         Property("Id", "s", emits="const"),
@@ -168,11 +169,16 @@ SESSION = Interface(
         Property("TotalConnections", "t"),
         Property("CreatedUSec", "t", emits="const"),
         Property("Restarts", "u"),
+        Property("ClientReasons", "a(ss)"),
+        Property("RefusedConnections", "t"),
+        Property("LostConnections", "t"),
     ),
 )
 
 # Session properties whose changes are announced at most twice a second.
-SESSION_COUNTERS = frozenset({"BytesIn", "BytesOut", "OpenConnections", "TotalConnections"})
+SESSION_COUNTERS = frozenset(
+    {"BytesIn", "BytesOut", "OpenConnections", "TotalConnections", "RefusedConnections", "LostConnections"}
+)
 
 PROPERTIES = Interface(
     PROPERTIES_INTERFACE,

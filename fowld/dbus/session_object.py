@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from txdbus.objects import dbusMethod
 
 from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs
-from fowld.daemon.supervisor import SupervisedSession
+from fowld.daemon.supervisor import SupervisedSession, stream_refusal
 from fowld.dbus import api
 from fowld.dbus.exported import ExportedObject
 from fowld.dbus.names import session_path
@@ -36,7 +36,8 @@ def session_properties(session: SupervisedSession) -> dict[str, object]:
     """Every property of a session object, from the session's current state."""
     status = session.status
     services = [(s.name, s.connect, s.state.value, s.reason) for s in session.service_statuses()]
-    clients = [(c.name, c.listen, c.port, c.state.value) for c in session.client_statuses()]
+    client_statuses = session.client_statuses()
+    clients = [(c.name, c.listen, c.port, c.state.value) for c in client_statuses]
     return {
         "Id": session.id,
         "Profile": session.profile.name,
@@ -58,6 +59,9 @@ def session_properties(session: SupervisedSession) -> dict[str, object]:
         "TotalConnections": session.total_connections,
         "CreatedUSec": session.created_usec,
         "Restarts": session.restarts,
+        "ClientReasons": [(c.name, c.reason) for c in client_statuses],
+        "RefusedConnections": session.refused_connections,
+        "LostConnections": session.lost_connections,
     }
 
 
@@ -86,6 +90,8 @@ class SessionObject(ExportedObject):
                 self.emitSignal(
                     "ConnectionClosed", id, name, direction.value, into_tunnel, out_of_tunnel, reason or ""
                 )
+        if (refusal := stream_refusal(event)) is not None:
+            self.emitSignal("ConnectionRefused", *refusal)
 
     @dbusMethod(api.SESSION_INTERFACE, "Close")
     def _dbus_close(self) -> Deferred:

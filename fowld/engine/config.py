@@ -18,6 +18,10 @@ DEFAULT_PING_INTERVAL = 10.0
 DEFAULT_PEER_LOST_TIMEOUT = 0.0
 # How long closing waits for the peer's answer to our "closing" message.
 CLOSE_TIMEOUT = 10.0
+# Pending connections a listener queues (Twisted's default is 50). The kernel caps it at
+# net.core.somaxconn (4096 on current Linux), so a burst of connections is accepted or
+# refused at once instead of waiting in SYN retries.
+LISTEN_BACKLOG = 65535
 # Words in an allocated code, after its number.
 DEFAULT_CODE_LENGTH = 2
 

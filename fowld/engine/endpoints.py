@@ -18,6 +18,8 @@ from twisted.internet.endpoints import _parse as _twisted_parse  # Twisted's own
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 
+from fowld.engine.config import LISTEN_BACKLOG
+
 LOOPBACK_V4 = "127.0.0.1"
 LOOPBACK_V6 = "::1"
 _TCP_KINDS = {"tcp", "tcp6"}
@@ -201,7 +203,7 @@ def connect_address_for_port(port: int, host: str | None = None) -> Address:
 
 def server_endpoint(reactor, address: Address) -> IStreamServerEndpoint:
     try:
-        return serverFromString(reactor, address.spec)
+        return serverFromString(reactor, f"{address.spec}:backlog={LISTEN_BACKLOG}")
     except (ValueError, TypeError) as e:
         raise EndpointError(f"listen address {address.spec!r}: {e}") from None
 

@@ -124,6 +124,20 @@ def insecure_permission_warning(path: str | os.PathLike, profile: Profile | None
     return f"{path}: {' and '.join(problems)}; fix with: chmod go-rwx {path}"
 
 
+def _fixed(client: ClientSpec) -> bool:
+    """Whether the client listens on one fixed address (port 0 picks a fresh one each time)."""
+    return client.listen.port != 0
+
+
+def _check_listeners_free(profile: Profile, taken: dict[str, str]) -> None:
+    """Two profiles that listen on one address cannot both run: refuse the second one."""
+    for i, client in enumerate(profile.clients):
+        other = taken.get(client.listen.spec)
+        if other is not None and _fixed(client):
+            problem = f"clients[{i}].listen: {client.listen.spec!r} is used by profile {other!r} too"
+            raise ProfileError(profile.source, None, problem)
+
+
 def load_profiles(directory: str | os.PathLike | None = None) -> ProfileSet:
     """Load every ``*.yaml`` profile in a directory; a bad file never stops the others."""
     directory = Path(directory) if directory is not None else profiles_dir()
@@ -135,14 +149,17 @@ def load_profiles(directory: str | os.PathLike | None = None) -> ProfileSet:
         problem = f"cannot list profiles: {e.strerror or e}"
         return ProfileSet(errors=(ProfileError(str(directory), None, problem),))
     profiles, errors, warnings = {}, [], []
+    listeners: dict[str, str] = {}  # listen address -> the profile that listens there
     for path in paths:
         if path.suffix not in (PROFILE_SUFFIX, ".yml"):
             continue  # not meant as a profile; a .yml file is, and is reported as skipped
         try:
             profile = load_profile(path)
+            _check_listeners_free(profile, listeners)
         except ProfileError as e:
             errors.append(e)
             continue
+        listeners.update({c.listen.spec: profile.name for c in profile.clients if _fixed(c)})
         profiles[profile.name] = profile
         if warning := insecure_permission_warning(path, profile):
             warnings.append(warning)
