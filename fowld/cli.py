@@ -19,7 +19,7 @@ from twisted.logger import (
 )
 
 from fowld import __version__
-from fowld.daemon.options import SessionOptions
+from fowld.daemon.options import InviteLimits, SessionOptions
 from fowld.engine import rules
 from fowld.engine.config import (
     DEFAULT_CODE_LENGTH,
@@ -115,6 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
         "restarts a fixed-code session (to meet a restarted peer); default "
         f"{DEFAULT_PEER_LOST_TIMEOUT:g}: never, a peer that sleeps for hours comes back",
     )
+    invites = InviteLimits()
+    parser.add_argument(
+        "--max-invites",
+        type=int,
+        default=invites.per_daemon,
+        metavar="N",
+        help=f"daemon: invitations waiting for a peer at once, in all (default {invites.per_daemon})",
+    )
+    parser.add_argument(
+        "--max-invites-per-profile",
+        type=int,
+        default=invites.per_profile,
+        metavar="N",
+        help=f"daemon: invitations waiting for a peer at once, per profile (default {invites.per_profile})",
+    )
+    parser.add_argument(
+        "--invite-expiry",
+        type=float,
+        default=invites.expiry,
+        metavar="SECONDS",
+        help=f"daemon: close an invitation nobody joined within this (default {invites.expiry:g}; 0 never)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     return parser
 
@@ -177,9 +199,13 @@ def run_daemon(args: argparse.Namespace) -> int:
     if not 0 <= timeout <= MAX_PEER_LOST_TIMEOUT:
         print(f"fowld: --peer-lost-timeout must be 0-{MAX_PEER_LOST_TIMEOUT:g} seconds", file=sys.stderr)
         return 2
+    if min(args.max_invites, args.max_invites_per_profile) < 1 or args.invite_expiry < 0:
+        print("fowld: --max-invites* must be at least 1, --invite-expiry at least 0", file=sys.stderr)
+        return 2
     options = SessionOptions(
         relay_only=args.relay_only,
         ping_interval=args.ping_interval,
         peer_lost_timeout=timeout or None,
+        invites=InviteLimits(args.max_invites, args.max_invites_per_profile, args.invite_expiry),
     )
     return run(Path(args.profiles) if args.profiles else profiles_dir(), options)

@@ -11,14 +11,21 @@ import subprocess
 
 import pytest
 from test_daemon import (  # noqa: F401 (fixtures)
+    ERROR,
+    MANAGER,
+    MANAGER_PATH,
     SESSION,
     call,
+    gdbus_error,
     invite_and_accept,
     monitor,
     pair_setup,
     properties,
     second_bus,
+    start_fowld,
+    try_properties,
     wait_for,
+    write_profile,
 )
 
 from fowld.daemon.profiles import load_profiles
@@ -83,3 +90,23 @@ def test_listeners_queue_a_burst(connected):
     backlog = int(listing.stdout.split()[2])  # Send-Q of a listening socket: its backlog
     with open("/proc/sys/net/core/somaxconn") as f:
         assert backlog == min(LISTEN_BACKLOG, int(f.read())) > 50, listing.stdout
+
+
+def test_invitations_are_bounded_and_expire(processes, dbus_bus, mailbox, tmp_path):
+    profile = f"mailbox: {mailbox.url}\nservices:\n  - {{name: web, connect: 8080}}\n"
+    for name in ("one", "two"):
+        write_profile(tmp_path / "fowl/profiles", name, profile)
+    args = ("--max-invites", "3", "--max-invites-per-profile", "2", "--invite-expiry", "4")
+    fowld = start_fowld(processes, dbus_bus.address, tmp_path, args)
+    paths = [fowld.call("Invite", "s", "one")[0] for _ in range(2)]
+    name, message = gdbus_error(dbus_bus.address, MANAGER_PATH, f"{MANAGER}.Invite", "one")
+    assert name == ERROR + "Failed" and "2 invitations of profile 'one'" in message, message
+    assert "--max-invites-per-profile" in message
+    paths.append(fowld.call("Invite", "s", "two")[0])
+    name, message = gdbus_error(dbus_bus.address, MANAGER_PATH, f"{MANAGER}.Invite", "two")
+    assert "3 invitations are waiting" in message and "(limit 3, --max-invites)" in message, message
+    wait_for("the invitations to expire", lambda: fowld.manager()["Sessions"] == [], 20)
+    assert all(try_properties(dbus_bus.address, path) is None for path in paths)
+    log = processes.output(fowld.process)[1]
+    assert "invitation expired: nobody joined within 4 s" in log, log[-2000:]
+    fowld.call("Invite", "s", "one")  # room again

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs, NoCode
+from fowld.daemon.invites import InviteGate
 from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import Profile, ProfileChanges
 from fowld.daemon.registry import SessionRegistry
@@ -54,6 +55,7 @@ class Manager(MultiService):
         self._code_timeout = code_timeout
         self._stop_timeout = stop_timeout
         self._listeners: list[ManagerListener] = []
+        self._invites = InviteGate(self.options.invites, reactor)
 
     def add_listener(self, listener: ManagerListener) -> None:
         self._listeners.append(listener)
@@ -70,7 +72,9 @@ class Manager(MultiService):
     def invite(self, profile_name: str) -> Deferred:
         """Start a session that allocates a code; fires with (session, code)."""
         profile = self.store.get(profile_name)
+        self._invites.check_room(self.sessions, profile.name)
         session = self._launch(profile, Mode.INVITE)
+        self._invites.expire(session)
         d = session.wait_for_code(self._code_timeout)
 
         def no_code(failure: Failure) -> None:

@@ -15,6 +15,15 @@ def _backoff(**policy: float) -> Callable[[int], float]:
 
 
 @dataclass(frozen=True)
+class InviteLimits:
+    """Bounds on invitations nobody has joined yet: each holds a nameplate on the mailbox."""
+
+    per_daemon: int = 64  # waiting invitations in all (--max-invites)
+    per_profile: int = 8  # waiting invitations of one profile (--max-invites-per-profile)
+    expiry: float = 3600.0  # seconds an invitation waits for its peer (--invite-expiry; 0: forever)
+
+
+@dataclass(frozen=True)
 class SessionOptions:
     """Daemon-wide settings for every session."""
 
@@ -26,3 +35,4 @@ class SessionOptions:
     peer_lost_timeout: float | None = None
     retry_delay: Callable[[int], float] = field(default_factory=lambda: _backoff(maxDelay=300.0))
     close_timeout: float = CLOSE_TIMEOUT  # how long closing waits for the peer's goodbye
+    invites: InviteLimits = field(default_factory=InviteLimits)
