@@ -28,6 +28,7 @@ class ClientView:
     listen: str
     port: int  # bound TCP port, 0 when none
     state: str  # listening | waiting | failed
+    reason: str = ""  # why it failed (ClientReasons)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class SessionView:
     total_connections: int
     created_usec: int
     restarts: int
+    refused_connections: int = 0
+    lost_connections: int = 0
 
     @property
     def settled(self) -> bool:
@@ -75,6 +78,7 @@ def session_from_properties(object_path: str, props: Mapping[str, object]) -> Se
         value = props.get(key)
         return int(value) if value is not None else 0
 
+    reasons = {str(n): str(r) for n, r in props.get("ClientReasons", ())}
     return SessionView(
         object_path=object_path,
         id=text("Id"),
@@ -93,7 +97,8 @@ def session_from_properties(object_path: str, props: Mapping[str, object]) -> Se
             ServiceView(str(n), str(c), str(s), str(r)) for n, c, s, r in props.get("Services", ())
         ),
         clients=tuple(
-            ClientView(str(n), str(ls), int(p), str(s)) for n, ls, p, s in props.get("Clients", ())
+            ClientView(str(n), str(ls), int(p), str(s), reasons.get(str(n), ""))
+            for n, ls, p, s in props.get("Clients", ())
         ),
         bytes_in=number("BytesIn"),
         bytes_out=number("BytesOut"),
@@ -101,6 +106,8 @@ def session_from_properties(object_path: str, props: Mapping[str, object]) -> Se
         total_connections=number("TotalConnections"),
         created_usec=number("CreatedUSec"),
         restarts=number("Restarts"),
+        refused_connections=number("RefusedConnections"),
+        lost_connections=number("LostConnections"),
     )
 
 

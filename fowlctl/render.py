@@ -86,7 +86,8 @@ def forwards_lines(s: SessionView) -> list[str]:
     for c in s.clients:
         # A listener asked for port 0 says which port it got.
         port = f" (port {c.port})" if c.port and f":{c.port}" not in c.listen else ""
-        lines.append(f"wants  {c.name} <- {c.listen}{port}  [{c.state}]")
+        why = f" ({c.reason})" if c.reason else ""
+        lines.append(f"wants  {c.name} <- {c.listen}{port}  [{c.state}{why}]")
     return lines
 
 
@@ -107,7 +108,10 @@ def session_details(s: SessionView, now: float) -> str:
     forwards = forwards_lines(s) or ["nothing"]
     rows.append(("Forwards", forwards[0]))
     rows.extend(("", line) for line in forwards[1:])
-    rows.append(("Connections", f"{s.open_connections} open, {s.total_connections} in all"))
+    connections = f"{s.open_connections} open, {s.total_connections} in all"
+    if s.refused_connections or s.lost_connections:
+        connections += f", {s.refused_connections} refused, {s.lost_connections} lost"
+    rows.append(("Connections", connections))
     rows.append(("Bytes", f"{format_bytes(s.bytes_in)} in, {format_bytes(s.bytes_out)} out"))
     if s.created_usec:
         created = s.created_usec / 1e6

@@ -66,6 +66,10 @@ def event_from_signal(
             "reason": str(reason),
         }
         return WatchEvent(now, "connection-closed", session, details)
+    if member == "ConnectionRefused":
+        service, reason = body[:2]
+        details = {"service": str(service), "reason": str(reason)}
+        return WatchEvent(now, "connection-refused", session, details)
     return None
 
 
@@ -95,6 +99,8 @@ def event_line(e: WatchEvent) -> str:
         moved = f"{format_bytes(d['bytes_in'])} in, {format_bytes(d['bytes_out'])} out"
         how = f"failed: {d['reason']}" if d["reason"] else "closed"
         text = f"connection {d['connection']} {how}: {d['service']} ({d['direction']}), {moved}"
+    elif e.event == "connection-refused":
+        text = f"connection refused: {d['service']}: {d['reason']}"
     elif e.event == "fowld-started":
         text = "fowld started"
     else:

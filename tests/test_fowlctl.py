@@ -272,6 +272,16 @@ def test_sessions_table_and_details() -> None:
     assert "(42 s ago)" in details
     failed = session_from_properties("/p", {**PROPS, "State": "failed", "StateReason": "bad code"})
     assert "State:       failed (bad code)" in session_details(failed, now=0)
+    troubled = {
+        **PROPS,
+        "Clients": [["ssh", "tcp:2222", 0, "failed"]],
+        "ClientReasons": [["ssh", "cannot listen on tcp:2222: Address already in use"]],
+        "RefusedConnections": 3,
+        "LostConnections": 1,
+    }
+    details = session_details(session_from_properties("/p", troubled), now=0)
+    assert "wants  ssh <- tcp:2222  [failed (cannot listen on tcp:2222: Address already in use)]" in details
+    assert "1 open, 5 in all, 3 refused, 1 lost" in details
 
 
 def test_profiles_text_shows_profiles_then_errors() -> None:
@@ -327,6 +337,10 @@ def test_watch_events_from_signals() -> None:
     assert event_json(closed)["bytes_in"] == 2048
     broken = event_from_signal(SESSION_IFACE, "ConnectionClosed", PATH, [*body[:5], "reset"], names, NOW)
     assert "connection 7 failed: reset" in event_line(broken)
+    body = ["web", "too many streams"]
+    refused = event_from_signal(SESSION_IFACE, "ConnectionRefused", PATH, body, names, NOW)
+    assert event_line(refused).endswith("web-4  connection refused: web: too many streams")
+    assert event_json(refused)["reason"] == "too many streams"
     removed = event_from_signal(
         OM, "InterfacesRemoved", "/org/fowl/Fowld1", [PATH, [SESSION_IFACE]], names, NOW
     )
