@@ -171,7 +171,9 @@ def soak(
 ) -> Soak:
     """Stream at ``rate`` for ``minutes``, cutting alice's link for ``cut_for`` s every ``cut_every`` s.
 
-    Every byte is hash-checked at the end. ``say(text)``, if given, hears each cut's figures.
+    Cuts start on a fixed schedule (one every ``cut_every`` s from the start, or at once when
+    a recovery took longer). Every byte is hash-checked at the end. ``say(text)``, if given,
+    hears each cut's figures.
     """
     result = Soak()
     total = int(rate * minutes * 60)
@@ -185,8 +187,8 @@ def soak(
 
     sample()
     deadline = started + minutes * 60 - cut_every
-    while time.monotonic() < deadline:
-        time.sleep(max(0.0, cut_every - cut_for))
+    while (next_cut := started + (result.cuts + 1) * cut_every - cut_for) < deadline:
+        time.sleep(max(0.0, next_cut - time.monotonic()))
         topology.alice.link(False)
         time.sleep(cut_for)
         topology.alice.link(True)

@@ -121,9 +121,9 @@ def test_forty_cuts_keep_memory_flat(topology: Topology, hub: Hub, processes: Pr
     pair = connect_pair(processes, topology)
     minutes = 40 * 12 / 60 + 0.5
     result = soak(processes, topology, pair, minutes, cut_every=12, cut_for=5, rate=10 * MB)
-    assert result.cuts >= 40, result.cuts
     first, last = result.after_first_cut, result.rss_kib[-1][1:]
     report("forty cuts", cuts=result.cuts, recovered_max_s=max(result.recoveries), rss_kib=f"{first}->{last}")
+    assert result.cuts >= 40, result.cuts
     for name, before, after in zip(("alice", "bob"), first, last, strict=True):
         assert after - before < MAX_SOAK_GROWTH_KIB, f"{name} grew {after - before} KiB over the cuts"
 
