@@ -19,7 +19,7 @@ class InviteLimits:
     """Bounds on invitations nobody has joined yet: each holds a nameplate on the mailbox."""
 
     per_daemon: int = 64  # waiting invitations in all (--max-invites)
-    per_profile: int = 8  # waiting invitations of one profile (--max-invites-per-profile)
+    per_profile: int = 16  # waiting invitations of one profile (--max-invites-per-profile)
     expiry: float = 3600.0  # seconds an invitation waits for its peer (--invite-expiry; 0: forever)
 
 
