@@ -410,10 +410,11 @@ class StreamEnd:
             raise AssertionError(f"the stream had not ended after {timeout}s ({self.bytes} bytes)")
         return self.ended
 
-    def _read_until_end(self, sock: socket.socket) -> None:
+    def _until_end(self, move: Callable[[], int]) -> None:
+        """Call ``move`` (bytes moved, 0 at the end of file) until the stream ends; record how."""
         try:
-            while chunk := sock.recv(_CHUNK):
-                self.bytes += len(chunk)
+            while moved := move():
+                self.bytes += moved
             self.ended = "eof"
         except (ConnectionResetError, BrokenPipeError):
             self.ended = "reset"
@@ -438,7 +439,7 @@ class Sink(StreamEnd):
         except OSError:
             return  # stopped before anyone connected
         with conn:
-            self._read_until_end(conn)
+            self._until_end(lambda: len(conn.recv(_CHUNK)))
 
     def stop(self) -> None:
         self._server.close()
@@ -455,16 +456,7 @@ class Pusher(StreamEnd):
 
     def _push(self) -> None:
         chunk = payload(_CHUNK, 7)
-        try:
-            while True:
-                self.sock.sendall(chunk)
-                self.bytes += len(chunk)
-        except (ConnectionResetError, BrokenPipeError):
-            self.ended = "reset"
-        except OSError as e:
-            self.ended = f"error: {e}"
-        finally:
-            self.done.set()
+        self._until_end(lambda: self.sock.sendall(chunk) or len(chunk))
 
     def close(self) -> None:
         self.sock.close()
