@@ -8,6 +8,7 @@ refusals a well-behaved peer never provokes.
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -408,6 +409,26 @@ def test_stdin_eof_on_one_side_ends_both(connected, hash_server):
         assert peer.lines[-1] == {"kind": "closed", "result": "happy"}, peer.describe()
         assert peer.bad_lines == []
     assert b.find("listener-stopped", name="svc"), b.describe()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_closes_gracefully_and_the_peer_hears_it(connected, signal_name):
+    a, b = connected()
+    a.process.send_signal(getattr(signal, signal_name))
+    assert a.wait_exit() == 0, a.describe()
+    assert a.lines[-1] == {"kind": "closed", "result": "happy"}, a.describe()
+    # the peer learns of it from our "closing" message at once, not from missed keep-alives
+    closed = b.wait_kind("closed", timeout=5)
+    assert closed == {"kind": "closed", "result": "happy"}, b.describe()
+    assert b.wait_exit() == 0
+
+
+def test_a_service_with_no_port_fails_clearly_when_the_peer_names_none(connected):
+    a, b = connected()
+    a.send("remote", name="where")  # connect where the peer says, as upstream's `remote` does
+    b.send("local", name="where")  # ... and the peer says nothing
+    failed = a.wait_kind("listening-failed", name="where")
+    assert "named no port" in failed["reason"], a.describe()
 
 
 def test_stdin_eof_before_any_peer_exits_cleanly(start_peer):

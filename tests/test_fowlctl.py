@@ -426,6 +426,15 @@ def test_check_reports_file_and_line_and_exits_1(tmp_path: Path) -> None:
     assert as_json["files"][1]["error"].startswith(f"{bad}:4: ")
 
 
+def test_check_refuses_what_fowld_would_skip(tmp_path: Path) -> None:
+    # one loader, one verdict: fowld reads only NAME.yaml, so a .yml file fails the check
+    old = tmp_path / "old.yml"
+    old.write_text("services:\n  - name: web\n    connect: 8000\n")
+    result = _fowlctl("check", str(old))
+    assert result.returncode == 1
+    assert result.stderr == f"{old}: ignored: profile files must end in .yaml\n"
+
+
 def test_check_warns_about_a_readable_fixed_code(tmp_path: Path) -> None:
     shared = tmp_path / "shared.yaml"
     shared.write_text("code: 7-some-words\nclients:\n  - name: web\n")
@@ -695,6 +704,18 @@ def test_no_wait_and_interrupted_wait_leave_the_session_running(pair, processes)
     assert states[started["session"]] == ("waiting", started["code"])
     assert len(states) == 2
     _close_all(alice)
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_watch_stopped_by_sigterm_exits_0_quietly(pair, processes, json_mode) -> None:
+    # what an applet does to the watcher it started
+    alice, _ = pair
+    watch = alice.spawn_ctl(processes, "watch", *(["--json"] if json_mode else []))
+    assert b"Watching" in read_line(watch.stderr, STEP_TIMEOUT)
+    watch.send_signal(signal.SIGTERM)
+    assert watch.wait(STEP_TIMEOUT) == 0
+    assert watch.stderr.read() == b""
+    assert watch.stdout.read() == b""  # no error object, no traceback: nothing happened
 
 
 def test_profiles_and_reload(pair) -> None:

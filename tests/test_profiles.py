@@ -99,6 +99,13 @@ RULES = [
     ("services:\n  - connect: 22\n", 2, "services[0] has no 'name'"),
     ("services:\n  - name: a\n    connect: 22\n  - name: b\n", 4, "services[1] has no 'connect'"),
     ("clients:\n  - listen: 8080\n", 2, "clients[0] has no 'name'"),
+    # options Twisted would refuse: found when the profile loads, not when the peer asks
+    (
+        "clients:\n  - name: x\n    listen: unix:/tmp/x.sock:mode=zz\n",
+        3,
+        "clients[0].listen: listen address 'unix:/tmp/x.sock:mode=zz': bad option value",
+    ),
+    ("services:\n  - name: y\n    connect: tcp:h:22:bogus=1\n", 3, "unknown option 'bogus'"),
     # service and client names
     (
         "services:\n  - name: my ssh\n    connect: 22\n",

@@ -132,6 +132,9 @@ BAD_LINES = [
     (b'{"kind": "set-code"}', '"code" is missing'),
     (b'{"kind": "set-code", "code": 5}', '"code" has the wrong type (int)'),
     (b'{"kind": "set-code", "code": "banana"}', "invalid code: a code looks like"),
+    # an option Twisted would refuse fails when the line is read, not when the peer asks
+    (b'{"kind": "local", "name": "x", "listen": "unix:path=/tmp/x.sock:mode=zz"}', "bad option value"),
+    (b'{"kind": "remote", "name": "y", "connect": "tcp:localhost:22:timeout=soon"}', "bad option value"),
     (b'{"kind": "local", "name": "x", "local_listen_port": "80"}', "wrong type (str)"),
     (b'{"kind": "local", "name": "x", "local_listen_port": true}', "wrong type (bool)"),
     (b'{"kind": "local", "name": "x", "local_listen_port": 70000}', "port number 1-65535"),
