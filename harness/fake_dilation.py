@@ -9,7 +9,8 @@ keep Dilation's rules for fully closeable protocols: each ``write`` arrives as o
 ``dataReceived``, on a later turn of ``clock``; ``loseConnection`` sends a close
 the peer answers, and each side then sees ``connectionLost(ConnectionDone())``;
 writing or closing again while the close is unanswered raises
-``AlreadyClosedError``; pausing a subchannel holds what arrives for it. Nothing
+``AlreadyClosedError``; pausing a subchannel holds what arrives for it, and a
+second producer (or unregistering none) is an error. Nothing
 else of magic-wormhole (mailbox, codes, status, reconnection) is imitated.
 
 ``MemoryReactor`` is Twisted's ``MemoryReactorClock`` (a ``Clock`` whose TCP
@@ -87,12 +88,17 @@ class Subchannel:
         self._deliver()
 
     def stopProducing(self) -> None:
-        self.loseConnection()
+        # The connection is shared by every subchannel: Dilation stops holding data back, closes nothing.
+        self.resumeProducing()
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
+        if self.producer is not None:
+            raise ValueError(f"registering producer {producer} before {self.producer} was unregistered")
         self.producer = producer
 
     def unregisterProducer(self) -> None:
+        if self.producer is None:
+            raise KeyError("no producer registered")  # as Dilation's table of producers raises
         self.producer = None
 
     # between the two ends --------------------------------------------------------------------
