@@ -4,7 +4,7 @@ VENV := .venv
 UPSTREAM := .venv-upstream
 PY := $(VENV)/bin/python
 
-.PHONY: setup system-deps demo test lint bench bench-daemon clean
+.PHONY: setup system-deps demo test lint bench bench-daemon man completions clean
 
 setup: system-deps $(VENV)/.installed $(UPSTREAM)/.installed
 
@@ -29,7 +29,7 @@ demo: setup
 	$(PY) -m fowld.demo
 
 lint: setup
-	$(VENV)/bin/ruff check fowld fowlctl tests bench
+	$(VENV)/bin/ruff check fowld fowlctl tests bench packaging
 
 test: setup lint
 	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(VENV)/bin/pytest -q
@@ -39,6 +39,14 @@ bench: setup
 
 bench-daemon: setup
 	$(PY) bench/daemon.py
+
+# Man pages and shell completions generated from the argument parsers, committed under
+# fowld/data/ (tests/test_manpages.py and tests/test_completions.py say when they are stale).
+man: $(VENV)/.installed
+	$(PY) packaging/generate.py man
+
+completions: $(VENV)/.installed
+	$(PY) packaging/generate.py completions
 
 clean:
 	rm -rf $(VENV) $(UPSTREAM) build *.egg-info .pytest_cache .ruff_cache .hypothesis
