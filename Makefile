@@ -4,7 +4,7 @@ VENV := .venv
 UPSTREAM := .venv-upstream
 PY := $(VENV)/bin/python
 
-.PHONY: setup system-deps demo test lint bench bench-daemon man completions clean
+.PHONY: setup system-deps demo test lint bench bench-daemon man completions deb clean
 
 setup: system-deps $(VENV)/.installed $(UPSTREAM)/.installed
 
@@ -48,5 +48,10 @@ man: $(VENV)/.installed
 completions: $(VENV)/.installed
 	$(PY) packaging/generate.py completions
 
+# dist/fowld_VERSION_ARCH.deb, built by dpkg-buildpackage (installs its build
+# dependencies with apt when root). Check it with FOWL_SLOW=1 .venv/bin/pytest tests/test_deb.py
+deb:
+	sh packaging/build-deb.sh
+
 clean:
-	rm -rf $(VENV) $(UPSTREAM) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(UPSTREAM) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
