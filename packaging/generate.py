@@ -24,8 +24,11 @@ sys.path.insert(0, str(ROOT))
 # argparse wraps usage lines to the terminal's width: pin it so output never depends on it.
 os.environ["COLUMNS"] = "80"
 
-import argparse_manpage.manpage  # noqa: E402
-import shtab  # noqa: E402
+try:
+    import argparse_manpage.manpage
+    import shtab
+except ImportError as e:
+    sys.exit(f"packaging/generate.py needs {e.name}: pip install -e '.[test]' (or run `make setup`)")
 
 import fowlctl.cli  # noqa: E402
 import fowld.cli  # noqa: E402
@@ -212,7 +215,7 @@ def annotated(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _own_header(script: str, shell: str) -> str:
+def _own_header(script: str, shell: str, prog: str) -> str:
     """Replace shtab's usage comment (it suggests per-user paths) with where ours come from."""
     lines = script.split("\n")
     start = next((i for i, line in enumerate(lines) if line.startswith("# AUTOMATICALLY GENERATED")), None)
@@ -221,7 +224,7 @@ def _own_header(script: str, shell: str) -> str:
         while end < len(lines) and lines[end].startswith("#"):
             end += 1
         lines[start:end] = [
-            f"# {shell} completion for fowld; generated from the argument parser by"
+            f"# {shell} completion for {prog}; generated from the argument parser by"
             " `make completions` (packaging/generate.py): do not edit."
         ]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -229,7 +232,7 @@ def _own_header(script: str, shell: str) -> str:
 
 def completion(prog: str, shell: str) -> str:
     preamble = PROFILE_FUNCTIONS[shell] if prog == "fowlctl" else ""
-    return _own_header(shtab.complete(annotated(prog), shell=shell, preamble=preamble), shell)
+    return _own_header(shtab.complete(annotated(prog), shell=shell, preamble=preamble), shell, prog)
 
 
 def write_completions(out: Path) -> list[Path]:

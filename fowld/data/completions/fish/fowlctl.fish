@@ -1,4 +1,4 @@
-# fish completion for fowld; generated from the argument parser by `make completions` (packaging/generate.py): do not edit.
+# fish completion for fowlctl; generated from the argument parser by `make completions` (packaging/generate.py): do not edit.
 
 # Custom Preamble
 function __fowl_profiles
