@@ -395,7 +395,7 @@ def _fowlctl(
 
 
 def test_check_accepts_the_example_profiles() -> None:
-    files = sorted(str(p) for p in (REPO_ROOT / "config").glob("*.yaml"))
+    files = sorted(str(p) for p in (REPO_ROOT / "fowld" / "data" / "examples").glob("*.yaml"))
     assert files
     result = _fowlctl("check", *files)
     assert result.returncode == 0, result.stderr
