@@ -45,24 +45,25 @@ class Implementation:
     key: str
     label: str
     command: Callable[[str, str | None], list[str]]  # (mailbox URL, relay hint or None) -> argv
-    has_status: bool = False  # understands {"kind": "status"}
+    has_status: bool = False  # the client side understands {"kind": "status"}
+    client_command: Callable[[str, str | None], list[str]] | None = None  # a mixed pair; None: ``command``
 
 
-def ours() -> Implementation:
+def ours(source: Path | None = None) -> Implementation:
+    """Our daemon; from the ``fowld`` package under ``source`` (e.g. an earlier commit) if given."""
+
     def command(mailbox_url: str, relay: str | None) -> list[str]:
         # the interpreter running the benchmark has fowld installed (what `fowld` runs)
-        return [
-            sys.executable,
-            "-m",
-            "fowld",
-            "--stdio",
-            "--mailbox",
-            mailbox_url,
-            "--transit-relay",
-            relay or "none",
-        ]
+        daemon = [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox_url]
+        daemon += ["--transit-relay", relay or "none"]
+        if source is None:
+            return daemon
+        # -P: `-m` would put the working directory, perhaps another checkout, before ``source``
+        return ["env", f"PYTHONPATH={source}", daemon[0], "-P", *daemon[1:]]
 
-    return Implementation("ours", "ours (fowld --stdio)", command, has_status=True)
+    if source is None:
+        return Implementation("ours", "ours (fowld --stdio)", command, has_status=True)
+    return Implementation("base", f"ours from {source}", command, has_status=True)
 
 
 def upstream(python: Path) -> Implementation:
@@ -70,6 +71,17 @@ def upstream(python: Path) -> Implementation:
         return [str(python), "-c", UPSTREAM_LAUNCHER, relay or "", "--mailbox", mailbox_url]
 
     return Implementation("upstream", "upstream fowl 26.8 (fowld)", command)
+
+
+def mixed(service: Implementation, client: Implementation) -> Implementation:
+    """A pair of two implementations: ``service`` offers the service, ``client`` listens for it."""
+    return Implementation(
+        f"{service.key}-{client.key}",  # names log files: no slash
+        f"{service.key} service / {client.key} client",
+        service.command,
+        has_status=client.has_status,
+        client_command=client.command,
+    )
 
 
 class Daemon:
@@ -199,10 +211,11 @@ def open_forward(
     """
     listen_port = servers.free_port()
     argv = implementation.command(mailbox_url, relay)
+    client_argv = (implementation.client_command or implementation.command)(mailbox_url, relay)
     start = time.perf_counter()
     service = Daemon(group, argv, f"{implementation.key}-service")
     try:
-        client = Daemon(group, argv, f"{implementation.key}-client")
+        client = Daemon(group, client_argv, f"{implementation.key}-client")
     except BaseException:
         service.stop()
         raise
@@ -214,6 +227,8 @@ def open_forward(
         _, allocated = service.wait_for("code-allocated", timeout)
         client.send("set-code", code=allocated["code"])
         client.wait_for("listening", timeout)
+        # upstream as the service refuses streams until it has the client's listener response
+        service.wait_for("awaiting-connect", timeout)
         first_echo(forward.address)
         usable = time.perf_counter()
         steps = {

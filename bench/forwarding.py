@@ -67,6 +67,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--paths", default="raw,ours,upstream", help="which of raw,ours,upstream to measure (default: all)"
     )
+    parser.add_argument(
+        "--pairs", default="", metavar="S/C,...", help="also measure mixed pairs, service side / client "
+        "side, of ours, upstream and base (e.g. ours/upstream,upstream/ours)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", metavar="DIR", type=Path, help="also measure ours from the fowld package in DIR "
+        "(e.g. an export of an earlier commit) as 'base', alone and in --pairs",
+    )  # fmt: skip
     parser.add_argument("--relay", action="store_true", help="also run a loopback transit relay and offer it")
     parser.add_argument(
         "--profile", metavar="DIR", type=Path, help="after measuring, sample both daemons of each pair "
@@ -82,6 +90,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = set(args.paths.split(",")) - {"raw", "ours", "upstream"}
     if unknown:
         parser.error(f"--paths: unknown {', '.join(sorted(unknown))} (choose from raw, ours, upstream)")
+    for pair in filter(None, args.pairs.split(",")):
+        sides = pair.split("/")
+        if len(sides) != 2 or not set(sides) <= {"ours", "upstream", "base"}:
+            parser.error(f"--pairs: {pair!r} is not SERVICE/CLIENT of ours, upstream, base")
+        if "base" in sides and args.baseline is None:
+            parser.error(f"--pairs: {pair!r} needs --baseline")
+    if args.baseline is not None and not (args.baseline / "fowld" / "__init__.py").is_file():
+        parser.error(f"--baseline: no fowld package in {args.baseline}")
     for name in _POSITIVE:
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -163,15 +179,30 @@ def open_routes(
     return routes
 
 
+def choose(args: argparse.Namespace) -> tuple[list[daemons.Implementation], Path | None]:
+    """The daemon pairs to measure, and upstream's interpreter if any pair uses it."""
+    wanted = args.paths.split(",")
+    pairs = [pair.split("/") for pair in filter(None, args.pairs.split(","))]
+    single: dict[str, daemons.Implementation] = {"ours": daemons.ours()}
+    if args.baseline is not None:
+        single["base"] = daemons.ours(args.baseline.resolve())
+        wanted.append("base")
+    upstream_python = None
+    if "upstream" in wanted or any("upstream" in pair for pair in pairs):
+        upstream_python = servers.upstream_python_path()
+        if os.access(upstream_python, os.X_OK):
+            single["upstream"] = daemons.upstream(upstream_python)
+        else:
+            print(f"upstream interpreter {upstream_python} not found (set FOWL_UPSTREAM_PYTHON); skipping it")
+            upstream_python = None
+    chosen = [single[key] for key in ("ours", "upstream", "base") if key in wanted and key in single]
+    chosen += [daemons.mixed(single[s], single[c]) for s, c in pairs if s in single and c in single]
+    return chosen, upstream_python
+
+
 def run(args: argparse.Namespace, config: Config, log_dir: Path) -> dict:
     wanted = args.paths.split(",")
-    implementations = [daemons.ours()] if "ours" in wanted else []
-    upstream_python = servers.upstream_python_path() if "upstream" in wanted else None
-    if upstream_python is not None and not os.access(upstream_python, os.X_OK):
-        print(f"upstream interpreter {upstream_python} not found (set FOWL_UPSTREAM_PYTHON); skipping it")
-        upstream_python = None
-    if upstream_python is not None:
-        implementations.append(daemons.upstream(upstream_python))
+    implementations, upstream_python = choose(args)
     facts = machine_facts(upstream_python, isolation.in_private_network(), args.relay)
     results: dict[str, dict] = {}
     routes: list[Route] = []
@@ -208,7 +239,8 @@ def run(args: argparse.Namespace, config: Config, log_dir: Path) -> dict:
                 route.forward.stop()  # again after a failure; stopping twice is harmless
         group.stop_all()
     facts["load average at end"] = f"{os.getloadavg()[0]:.2f}"
-    paths = {key: results[key] for key in ("raw", "ours", "upstream") if key in results}
+    order = ["raw"] + [implementation.key for implementation in implementations]
+    paths = {key: results[key] for key in order if key in results}
     return {"machine": facts, "config": asdict(config), "paths": paths, "targets": report.targets(paths)}
 
 

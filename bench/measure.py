@@ -85,12 +85,23 @@ def _enough_cpu(before: float | None, after: float | None) -> bool:
     return before is not None and after is not None and after - before >= _MIN_CPU
 
 
-def _echo(route: Route, config: Config) -> dict:
-    cpu = _cpu(route)
-    result = round_trips(route.address, config, config.round_trips, config.echo_budget)
+def _echo_block(
+    route: Route, config: Config, block: int, times: list[float], cpu: list[float | None]
+) -> None:
+    """Block ``block`` of ``config.transfers`` blocks of round trips: adds to ``times`` and ``cpu[0]``."""
+    blocks = config.transfers
+    count = config.round_trips // blocks + (block < config.round_trips % blocks)
+    budget = config.echo_budget / blocks
+    before = _cpu(route)
+    times += traffic.round_trips(route.address, count, config.message_size, budget)
     after = _cpu(route)
-    if _enough_cpu(cpu, after):
-        result["daemon_cpu_s_per_round_trip"] = (after - cpu) / result["count"]
+    cpu[0] = None if before is None or after is None or cpu[0] is None else cpu[0] + after - before
+
+
+def _echo_result(times: list[float], cpu: float | None) -> dict:
+    result = {"count": len(times), "median_s": statistics.median(times), "p99_s": percentile(times, 0.99)}
+    if _enough_cpu(0.0, cpu):
+        result["daemon_cpu_s_per_round_trip"] = cpu / len(times)
     return result
 
 
@@ -132,7 +143,13 @@ def measure_traffic(routes: list[Route], config: Config) -> dict[str, dict]:
                 results[route.key]["error"] = f"{type(e).__name__}: {e}"
                 live.remove(route)
 
-    each(lambda r: results[r.key].update(round_trip=_echo(r, config)))
+    # round trips in blocks, taking turns like the transfers: a change in load hits every path
+    echo_times: dict[str, list[float]] = {route.key: [] for route in routes}
+    echo_cpu: dict[str, list[float | None]] = {route.key: [0.0] for route in routes}
+    for block in range(config.transfers):
+        each(lambda r, b=block: _echo_block(r, config, b, echo_times[r.key], echo_cpu[r.key]))
+    for route in live:
+        results[route.key]["round_trip"] = _echo_result(echo_times[route.key], echo_cpu[route.key][0])
     singles: dict[str, list[dict]] = {route.key: [] for route in routes}
     parallels: dict[str, list[dict]] = {route.key: [] for route in routes}
     for number in range(config.transfers):
