@@ -14,9 +14,6 @@ import json
 import os
 import struct
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -25,30 +22,16 @@ from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
+from harness.fowld import spawn_fowld
+from harness.servers import ProcessGroup
+from harness.wait import eventually, get_reactor
+
 APP_ID = "meejah.ca/wormhole/forward"
 VERSIONS = {"fowl": {"features": ["core-v1"]}}
 CONTROL = "fowl-commands"
 STREAM = "fowl"
 STEP_TIMEOUT = 10.0  # seconds for one step on loopback; generous for a loaded CI machine
 _LENGTH = struct.Struct("!H")
-
-
-async def sleep(seconds: float) -> None:
-    from twisted.internet import reactor
-
-    d: Deferred = Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    await d
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = STEP_TIMEOUT) -> Any:
-    """Poll ``check`` until it returns something true, for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout}s")
-        await sleep(0.02)
-    return result
 
 
 def frame(message: Any) -> bytes:
@@ -105,8 +88,7 @@ class RawChannel(Protocol):
             self.transport.loseConnection()
 
     async def _wait(self, ready, what: str, timeout: float) -> None:
-        from twisted.internet import reactor
-
+        reactor = get_reactor()
         deadline = reactor.seconds() + timeout
         while not ready():
             left = deadline - reactor.seconds()
@@ -240,27 +222,16 @@ def listener_request(name: Any, port: Any = None) -> bytes:
     return frame({"kind": "request-listener", "unique-name": name, "listen-port": port})
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
 def stdout_lines(processes, process) -> list[dict]:
     out, _ = processes.output(process)
     complete = out.split("\n")[:-1]  # the last piece may still be being written
     return [json.loads(line) for line in complete if line.strip()]
 
 
-def spawn_fowld(processes: Any, mailbox_url: str) -> subprocess.Popen:
+def spawn_stdio_fowld(processes: ProcessGroup, mailbox_url: str) -> subprocess.Popen:
     """A real ``fowld --stdio`` on the test mailbox, stdout to a file (never a full pipe)."""
-    return processes.spawn(
-        [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox_url, "--transit-relay", "none"],
-        stdin=subprocess.PIPE,
-        name="fowld",
-    )
+    options = ("--stdio", "--mailbox", mailbox_url, "--transit-relay", "none")
+    return spawn_fowld(processes, *options, stdin=subprocess.PIPE)
 
 
 async def join_as_hostile_peer(
@@ -276,7 +247,7 @@ async def join_as_hostile_peer(
     ):
         fowld.stdin.write(json.dumps(command).encode() + b"\n")
     fowld.stdin.flush()
-    (allocated,) = await until(
+    (allocated,) = await eventually(
         lambda: [m for m in stdout_lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
     )
     peer = await HostilePeer.join(reactor, mailbox_url, allocated["code"])

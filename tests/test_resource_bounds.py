@@ -28,10 +28,8 @@ from hostile_peer import (
     flood,
     join_as_hostile_peer,
     listener_request,
-    rss_kib,
-    spawn_fowld,
+    spawn_stdio_fowld,
     stdout_lines,
-    until,
 )
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
@@ -39,18 +37,14 @@ from twisted.internet.protocol import Factory
 from fowld.engine.limits import Limits
 from harness.peers import explained, pair, start_ours, wait_dilated
 from harness.servers import LOOPBACK, ProcessGroup
+from harness.stats import rss_kib
+from harness.wait import eventually, get_reactor
 
 SLOW = os.environ.get("FOWL_SLOW") == "1"
 SLOW_REASON = "slow: run with FOWL_SLOW=1"
 RSS_BOUND_KIB = 16 * 1024  # growth allowed for one fowld process
 LIMITS = Limits()  # what a fowld process runs with unless told otherwise
 FLOOD_ROUND = 1000  # stream opens or listener requests sent at once
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
 
 
 def _attempts(count: int, seconds: int) -> pytest.param:
@@ -85,9 +79,9 @@ class Target:
 
 @pytest_twisted.async_yield_fixture
 async def target(mailbox, processes) -> AsyncIterator[Target]:
-    reactor = _reactor()
+    reactor = get_reactor()
     echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
-    fowld = spawn_fowld(processes, mailbox.url)
+    fowld = spawn_stdio_fowld(processes, mailbox.url)
     peer = None
     try:
         peer = await join_as_hostile_peer(reactor, mailbox.url, processes, fowld, echo.getHost().port)
@@ -121,7 +115,7 @@ async def test_endless_stream_opens_keep_memory_bounded(target, attempts):
         refusals = target.refusals("stream")
         return refusals if len(refusals) == attempts - accepted else None
 
-    refused = await until(all_refusals, "not every refusal reported")
+    refused = await eventually(all_refusals, "not every refusal reported")
     assert {m["message"] for m in refused} == {
         f"refused stream: too many streams (limit {LIMITS.max_streams})"
     }

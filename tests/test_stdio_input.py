@@ -9,15 +9,14 @@ answered. Hypothesis checks that ``parse_command`` fails only with
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
-from hostile_peer import HostilePeer, until
-from hypothesis import HealthCheck, given, settings
+from hostile_peer import HostilePeer
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fowld import __version__
@@ -26,19 +25,9 @@ from fowld.engine.status import MailboxState, Phase, SessionStatus
 from fowld.stdio.commands import MAX_LINE, CommandError, parse_command
 from fowld.stdio.render import render_event, render_status
 from harness.servers import ProcessGroup, read_line
+from harness.wait import eventually, get_reactor
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("FOWL_FUZZ_EXAMPLES", "200")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 READ_TIMEOUT = 5.0  # seconds for fowld to answer one line (it takes milliseconds)
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
 
 
 FOWLD = [sys.executable, "-m", "fowld", "--stdio", "--transit-relay", "none"]
@@ -253,13 +242,13 @@ async def test_session_close_with_a_bad_timeout_while_connected(mailbox, process
         process.stdin.flush()
 
     send('{"kind": "allocate-code"}')
-    (allocated,) = await until(lambda: [m for m in lines() if m["kind"] == "code-allocated"], "no code")
-    peer = await HostilePeer.join(_reactor(), mailbox.url, allocated["code"])
+    (allocated,) = await eventually(lambda: [m for m in lines() if m["kind"] == "code-allocated"], "no code")
+    peer = await HostilePeer.join(get_reactor(), mailbox.url, allocated["code"])
     try:
-        await until(lambda: [m for m in lines() if m["kind"] == "peer-connected"], "peer not seen")
+        await eventually(lambda: [m for m in lines() if m["kind"] == "peer-connected"], "peer not seen")
         send(f'{{"kind": "session-close", "timeout": {timeout}}}')
         send('{"kind": "status"}')
-        await until(lambda: [m for m in lines() if m["kind"] == "status"], "status not answered", 5.0)
+        await eventually(lambda: [m for m in lines() if m["kind"] == "status"], "status not answered", 5.0)
         errors = [m for m in lines() if m["kind"] == "error"]
         assert len(errors) == 1 and errors[0]["message"].startswith("line 2: "), errors
         assert process.poll() is None
@@ -272,7 +261,6 @@ async def test_session_close_with_a_bad_timeout_while_connected(mailbox, process
 # --- the parser and renderer on their own ------------------------------------------------
 
 
-@FUZZ
 @given(st.one_of(st.text(), st.binary()))
 def test_parse_command_fails_only_with_command_error(line):
     try:
@@ -312,7 +300,6 @@ _TEXT_OF = {
 }
 
 
-@FUZZ
 @given(_KINDS, st.dictionaries(_FIELDS, _JSON, max_size=6))
 def test_parse_command_validates_the_fields_of_its_kind(kind, fields):
     line = json.dumps({"kind": kind, **fields})
@@ -363,7 +350,6 @@ _EVENTS = st.one_of(
 )
 
 
-@FUZZ
 @given(_EVENTS)
 def test_every_event_renders_to_json_lines(event):
     lines = render_event(event)
