@@ -9,21 +9,25 @@ itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import struct
-import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import wormhole
 from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from harness.fowld import spawn_fowld
-from harness.servers import ProcessGroup
+from harness.fowld import fowld_argv
+from harness.peers import StdioPeer, start_stdio
+from harness.servers import LOOPBACK, ProcessGroup
 from harness.wait import eventually, get_reactor
 
 APP_ID = "meejah.ca/wormhole/forward"
@@ -222,37 +226,41 @@ def listener_request(name: Any, port: Any = None) -> bytes:
     return frame({"kind": "request-listener", "unique-name": name, "listen-port": port})
 
 
-def stdout_lines(processes, process) -> list[dict]:
-    out, _ = processes.output(process)
-    complete = out.split("\n")[:-1]  # the last piece may still be being written
-    return [json.loads(line) for line in complete if line.strip()]
+@dataclass
+class AgainstFowld:
+    """A real ``fowld --stdio`` offering "echo" (an echo server here) and wanting "wanted",
+    joined by a hostile peer; ``close_peer()`` ends the peer's side early."""
+
+    fowld: StdioPeer
+    peer: HostilePeer | None = None
+
+    async def close_peer(self) -> None:
+        if self.peer is not None:
+            peer, self.peer = self.peer, None
+            await peer.close()
 
 
-def spawn_stdio_fowld(processes: ProcessGroup, mailbox_url: str) -> subprocess.Popen:
-    """A real ``fowld --stdio`` on the test mailbox, stdout to a file (never a full pipe)."""
+@contextlib.asynccontextmanager
+async def against_fowld(processes: ProcessGroup, mailbox_url: str) -> AsyncIterator[AgainstFowld]:
+    """Pair a hostile peer with a real fowld; yields once "echo" works through the tunnel
+    (one warm-up round trip). The peer, fowld and the echo server are stopped afterwards."""
+    reactor = get_reactor()
+    echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
     options = ("--stdio", "--mailbox", mailbox_url, "--transit-relay", "none")
-    return spawn_fowld(processes, *options, stdin=subprocess.PIPE)
-
-
-async def join_as_hostile_peer(
-    reactor: Any, mailbox_url: str, processes: Any, fowld: subprocess.Popen, echo_port: int
-) -> HostilePeer:
-    """Have ``fowld`` offer "echo" (at ``echo_port``) and want "wanted", then pair with it.
-
-    Returns once "echo" works through the tunnel (one warm-up round trip)."""
-    for command in (
-        {"kind": "remote", "name": "echo", "connect": f"tcp:127.0.0.1:{echo_port}"},
-        {"kind": "local", "name": "wanted"},
-        {"kind": "allocate-code"},
-    ):
-        fowld.stdin.write(json.dumps(command).encode() + b"\n")
-    fowld.stdin.flush()
-    (allocated,) = await eventually(
-        lambda: [m for m in stdout_lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
-    )
-    peer = await HostilePeer.join(reactor, mailbox_url, allocated["code"])
-    request = await peer.incoming_control()
-    assert (await request.next_frame())["unique-name"] == "echo"
-    request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-    await echo_round_trip(peer)
-    return peer
+    scene = AgainstFowld(start_stdio(processes, fowld_argv(*options), "fowld"))
+    try:
+        fowld = scene.fowld
+        fowld.send("remote", name="echo", connect=f"tcp:{LOOPBACK}:{echo.getHost().port}")
+        fowld.send("local", name="wanted")
+        fowld.send("allocate-code")
+        (allocated,) = await eventually(lambda: fowld.find("code-allocated"), "a code")
+        scene.peer = await HostilePeer.join(reactor, mailbox_url, allocated["code"])
+        request = await scene.peer.incoming_control()
+        assert (await request.next_frame())["unique-name"] == "echo"
+        request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
+        await echo_round_trip(scene.peer)
+        yield scene
+    finally:
+        await scene.close_peer()
+        scene.fowld.stop()
+        await echo.stopListening()

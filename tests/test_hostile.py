@@ -24,14 +24,12 @@ from hostile_peer import (
     Echo,
     HostilePeer,
     RawChannel,
+    against_fowld,
     echo_round_trip,
     flood,
     frame,
-    join_as_hostile_peer,
     listener_request,
     raw_frame,
-    spawn_stdio_fowld,
-    stdout_lines,
 )
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
@@ -528,12 +526,8 @@ async def test_bad_stream_reply_from_the_peer_closes_the_local_connection(scene,
 
 @pytest_twisted.ensureDeferred
 async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, processes):
-    reactor = get_reactor()
-    echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
-    fowld = spawn_stdio_fowld(processes, mailbox.url)
-    peer = None
-    try:
-        peer = await join_as_hostile_peer(reactor, mailbox.url, processes, fowld, echo.getHost().port)
+    async with against_fowld(processes, mailbox.url) as scene:
+        fowld, peer = scene.fowld, scene.peer
         before = rss_kib(fowld.pid)
         limit = Limits().max_streams
         rss = []
@@ -544,22 +538,17 @@ async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, proces
             await sleep(0.5)  # let the process finish its closing work
             rss.append(rss_kib(fowld.pid))
         await echo_round_trip(peer, 4 << 20)
-        assert fowld.poll() is None, processes.describe(fowld)
+        assert fowld.process.poll() is None, fowld.describe()
         # One flood may grow the heap once; later floods must reuse it, not add to it.
         assert rss[-1] - rss[0] < 8 * 1024, f"RSS {before} KiB before, then {rss} KiB"
         assert max(rss) - before < 64 * 1024, f"RSS {before} KiB before, then {rss} KiB"
-        await peer.close()
-        peer = None
-        await eventually(lambda: fowld.poll() is not None, "fowld did not exit", STEP)
-        assert fowld.returncode == 0, processes.describe(fowld)
-        lines = stdout_lines(processes, fowld)
+        await scene.close_peer()
+        await eventually(lambda: fowld.ended and fowld.process.poll() is not None, "fowld exited", STEP)
+        assert fowld.process.returncode == 0, fowld.describe()
+        lines = fowld.lines
         assert lines[-1]["kind"] == "closed"
         refused = [m for m in lines if m["kind"] == "error" and m.get("refused") == "stream"]
         assert len(refused) == 3 * (1000 - limit)
-        _, stderr = processes.output(fowld)
+        _, stderr = processes.output(fowld.process)
         assert "Traceback" not in stderr and "Unhandled" not in stderr, stderr
         print(f"fowld RSS: {before} KiB after warm-up, {rss} KiB after each flood of 1000")
-    finally:
-        if peer is not None:
-            await peer.close()
-        await echo.stopListening()
