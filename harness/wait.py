@@ -9,6 +9,7 @@ that tells it at the time of failure) and the last value seen.
 from __future__ import annotations
 
 import math
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +74,29 @@ def until(
     for pause in poll.pauses():
         time.sleep(pause)
     return poll.value
+
+
+def datagrams(
+    sock: socket.socket, enough: Callable[[list[str]], bool], timeout: float, fail: bool = True
+) -> list[str]:
+    """Datagrams from ``sock`` (decoded) until ``enough(received)`` holds.
+
+    After ``timeout`` seconds in all: WaitTimeout, or with ``fail`` False what came so far.
+    """
+    received: list[str] = []
+    deadline = time.monotonic() + timeout
+    for _ in range(10_000):  # the count bound: a sender that never stops cannot keep us here
+        left = deadline - time.monotonic()
+        if enough(received) or left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            received.append(sock.recv(4096).decode())
+        except TimeoutError:
+            break
+    if fail and not enough(received):
+        raise WaitTimeout(f"datagrams: not enough within {timeout:g} s (received {received})")
+    return received
 
 
 def get_reactor() -> Any:

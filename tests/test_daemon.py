@@ -33,7 +33,7 @@ from fowld.daemon.supervisor import Mode, should_restart
 from fowld.dbus.names import escape_path_element
 from harness.fowld import daemon_env, spawn_fowld, write_profile
 from harness.servers import ProcessGroup, free_port
-from harness.wait import until
+from harness.wait import datagrams, until
 
 BUS_NAME = "org.fowl.Fowld1"
 MANAGER_PATH = "/org/fowl/Fowld1"
@@ -639,23 +639,6 @@ def test_autostart_sessions_pair_again_after_kill_9(
         assert b_after[name]["Restarts"] == 0
 
 
-def receive_notifications(
-    sock: socket.socket, until: Callable[[list[str]], bool], timeout: float = 10.0
-) -> list[str]:
-    messages: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not until(messages):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"timed out; sd_notify messages so far: {messages}")
-        sock.settimeout(left)
-        try:
-            messages.append(sock.recv(4096).decode())
-        except TimeoutError:
-            continue
-    return messages
-
-
 def test_sd_notify_ready_status_reload_and_stop(processes, dbus_bus, mailbox, tmp_path):
     write_profile(
         tmp_path / "fowl/profiles",
@@ -669,25 +652,23 @@ def test_sd_notify_ready_status_reload_and_stop(processes, dbus_bus, mailbox, tm
             process = spawn_daemon(
                 processes, dbus_bus.address, tmp_path, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000"
             )
-            got = receive_notifications(
-                sock, lambda m: "READY=1" in m and any(x.startswith("STATUS=") for x in m)
-            )
+            got = datagrams(sock, lambda m: "READY=1" in m and any(x.startswith("STATUS=") for x in m), 10.0)
             assert (
                 busctl(dbus_bus.address, "status", BUS_NAME).returncode == 0
             )  # READY=1 means the name is ours
             status = next(x for x in got if x.startswith("STATUS="))
             assert status == "STATUS=0 sessions, 0 connected; 1 profiles"
-            receive_notifications(sock, lambda m: "WATCHDOG=1" in m, 5)
+            datagrams(sock, lambda m: "WATCHDOG=1" in m, 5)
 
             write_profile(tmp_path / "fowl/profiles", "bad", "nothing: here\n")
             process.send_signal(signal.SIGHUP)
             new_status = "STATUS=0 sessions, 0 connected; 1 profiles (1 invalid)"
-            got = receive_notifications(sock, lambda m: "READY=1" in m and new_status in m)
+            got = datagrams(sock, lambda m: "READY=1" in m and new_status in m, 10.0)
             reloading = next(i for i, x in enumerate(got) if x.startswith("RELOADING=1"))
             assert reloading < got.index("READY=1")
 
             process.send_signal(signal.SIGTERM)
-            receive_notifications(sock, lambda m: "STOPPING=1" in m)
+            datagrams(sock, lambda m: "STOPPING=1" in m, 10.0)
             assert process.wait(10) == 0
 
 

@@ -212,17 +212,22 @@ async def test_silent_stream_is_dropped_after_the_open_timeout(scene):
     scene.assert_quiet()
 
 
+async def _echoed_back(scene: Scene, channel: RawChannel, early: bytes) -> None:
+    """The stream to "echo" is accepted and its early data comes back whole; then it closes."""
+    assert await channel.next_frame() == {"connected": True}
+    assert await channel.read_exactly(len(early)) == early
+    channel.close()
+    await channel.wait_closed()
+    scene.assert_quiet()
+
+
 @pytest_twisted.ensureDeferred
 async def test_early_data_in_its_own_record_reaches_the_service(scene):
     channel = await scene.peer.open(STREAM)
     channel.send(frame({"unique-name": "echo"}))
     early = os.urandom(LIMITS.early_data_limit // 2)
     channel.send(early)  # before our reply: kept, then delivered
-    assert await channel.next_frame() == {"connected": True}
-    assert await channel.read_exactly(len(early)) == early
-    channel.close()
-    await channel.wait_closed()
-    scene.assert_quiet()
+    await _echoed_back(scene, channel, early)
 
 
 @pytest_twisted.ensureDeferred
@@ -231,11 +236,7 @@ async def test_early_data_in_the_opening_record_is_data_not_frames(scene):
     channel = await scene.peer.open(STREAM)
     early = raw_frame(b"\x80") + bytes(range(256)) * 16  # starts like an empty-map frame
     channel.send(frame({"unique-name": "echo"}) + early)  # one record: header and data together
-    assert await channel.next_frame() == {"connected": True}
-    assert await channel.read_exactly(len(early)) == early
-    channel.close()
-    await channel.wait_closed()
-    scene.assert_quiet()
+    await _echoed_back(scene, channel, early)
 
 
 @pytest_twisted.ensureDeferred
