@@ -54,21 +54,15 @@ def _paths(text: str) -> list[str]:
     return text.split(",")
 
 
-def _positive(kind: type) -> Callable[[str], float]:
+def _at_least(kind: type, minimum: float, or_equal: bool) -> Callable[[str], float]:
+    """An option type: a number above ``minimum`` (or equal to it, with ``or_equal``)."""
+
     def parse(text: str) -> float:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text}: must be positive")
-        return value
-
-    return parse
-
-
-def _not_negative(kind: type) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{text}: must not be negative")
+        if value < minimum or (value == minimum and not or_equal):
+            raise argparse.ArgumentTypeError(
+                f"{text}: must be {'at least' if or_equal else 'above'} {minimum}"
+            )
         return value
 
     return parse
@@ -85,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not move into a private loopback-only network namespace",
     )
-    integer, number = _positive(int), _positive(float)
+    integer, number = _at_least(int, 0, False), _at_least(float, 0, False)
 
     f = commands.add_parser("forwarding", parents=[common], help=forwarding.__doc__.split("\n", 1)[0])
     f.add_argument("--round-trips", type=integer, metavar="N", help="sequential 40-byte round trips")
@@ -112,11 +106,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--sessions", type=_session_counts, metavar="N,N,...", help="idle session counts")
     d.add_argument("--runs", type=integer, metavar="N", help="invite → first byte runs on fresh daemons")
     d.add_argument(
-        "--loaded-runs", type=_not_negative(int), metavar="N", help="the same beside idle sessions"
+        "--loaded-runs", type=_at_least(int, 0, True), metavar="N", help="the same beside idle sessions"
     )
     d.add_argument("--idle", type=number, metavar="S", help="idle window in seconds")
     d.add_argument(
-        "--settle", type=_not_negative(float), metavar="S", help="seconds to settle before a window"
+        "--settle", type=_at_least(float, 0, True), metavar="S", help="seconds to settle before a window"
     )
     d.add_argument("--parallel", type=integer, metavar="K", help="sessions opened or closed at once")
     d.add_argument("--ping-interval", type=number, metavar="S", help="passed to both fowlds (keep-alives)")

@@ -36,13 +36,11 @@ from typing import Any, TypeVar
 
 import psutil
 from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError, gatherResults, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
 from bench import traffic
-from bench.target import ECHO
 from fowlctl.bus import OBJECT_MANAGER, PROPERTIES, SESSION, Fowld
 from fowlctl.errors import CtlError
 from harness import servers
@@ -302,40 +300,6 @@ class DaemonClient:
         return len(await self.fowld.manager_property("Sessions"))
 
 
-class _OneEcho(Protocol):
-    """Sends the target's echo mode byte and one byte; done fires when that byte is back."""
-
-    def __init__(self, done: Deferred):
-        self._done = done
-
-    def connectionMade(self) -> None:
-        self.transport.write(ECHO + b"!")
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self._done.called:
-            self._done.callback(data[:1])
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason: Failure) -> None:
-        if not self._done.called:
-            self._done.errback(SessionFailed(f"the echo connection closed first: {reason.getErrorMessage()}"))
-
-
-async def first_echo(reactor: Any, port: int, timeout: float = STEP_TIMEOUT) -> None:
-    """One byte through the forward on ``port`` and back, within ``timeout``."""
-    done: Deferred = Deferred()
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)
-    try:
-        await connectProtocol(endpoint, _OneEcho(done))
-        echoed = await done.addTimeout(timeout, reactor)
-    except TimeoutError:
-        raise SessionFailed(f"no echo through port {port} within {timeout:g} s") from None
-    except OSError as e:
-        raise SessionFailed(f"cannot connect to the client listener on port {port}: {e}") from None
-    if echoed != b"!":
-        raise SessionFailed(f"the echo through port {port} differs: {echoed!r}")
-
-
 @dataclass
 class Opened:
     """A session pair: A's side, B's side, its steps in seconds after Invite was called, its route."""
@@ -356,7 +320,8 @@ async def open_session(reactor: Any, a: DaemonClient, b: DaemonClient) -> Opened
     b_path = await b.fowld.call_manager("Accept", "ss", [JOIN_PROFILE, code], timeout=CALL_TIMEOUT)
     accepted = time.perf_counter()
     listened, port = await b.wait(f"client listener for {b_path}", lambda: b.listening(b_path))
-    await first_echo(reactor, port)
+    # the measuring side's own check, on a thread so the reactor goes on counting signals
+    await deferToThread(traffic.first_echo, (servers.LOOPBACK, port))
     echoed = time.perf_counter()
     await a.wait(f"connected state for {a_path}", lambda: a.connected_at(a_path))
     b_connected = b.reached(b_path, "connected")
@@ -413,7 +378,7 @@ async def close_many(a: DaemonClient, b: DaemonClient, sessions: list[Opened], p
 # --- the phases ---------------------------------------------------------------------------------
 
 
-FAILURES = (SessionFailed, SetupError, CtlError, OSError, psutil.Error)
+FAILURES = (SessionFailed, SetupError, CtlError, traffic.TransferError, OSError, psutil.Error)
 
 
 @dataclass(frozen=True)
