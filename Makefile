@@ -35,10 +35,10 @@ test: setup lint
 	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(VENV)/bin/pytest -q
 
 bench: setup
-	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(PY) bench/forwarding.py
+	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(PY) -m bench forwarding
 
 bench-daemon: setup
-	$(PY) bench/daemon.py
+	$(PY) -m bench daemon
 
 # Man pages and shell completions generated from the argument parsers, committed under
 # fowld/data/ (tests/test_manpages.py and tests/test_completions.py say when they are stale).
