@@ -223,8 +223,9 @@ def uninstall(target: Target, manager: UserManager, *, dry_run: bool) -> tuple[l
         if dry_run:
             report.append("would run: systemctl --user disable --now fowld")
         else:
-            manager.systemctl("disable", "--now", UNIT_NAME)
+            said = manager.systemctl("disable", "--now", UNIT_NAME)
             report.append("ran systemctl --user disable --now fowld")
+            report += ["  " + line for line in said.splitlines()]
     links = enable_links(target.unit) if target.unit in ours else []
     for path in [*links, *ours]:
         if not dry_run:

@@ -80,6 +80,12 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts"
 ln -s pts/ptmx "$root/dev/ptmx"
 mount -t tmpfs -o mode=0755 tmpfs "$root/run"
 mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+printf '%s\n' "$FOWL_MACHINE_SHARE" | while IFS= read -r path; do
+    [ -n "$path" ] || continue
+    mkdir -p "$root$path"
+    mount --bind "$path" "$root$path"
+    mount -o remount,bind,ro "$root$path"
+done
 printf '%s' "$FOWL_MACHINE_TARGET" > "$root/etc/systemd/system/$FOWL_MACHINE_TARGET_NAME"
 for unit in $FOWL_MACHINE_MASKED; do ln -sf /dev/null "$root/etc/systemd/system/$unit"; done
 for user in "$@"; do
@@ -161,9 +167,14 @@ def own_cgroup() -> str:
 class Machine:
     """One booted machine. ``run`` executes commands in it, as root or as a user."""
 
-    def __init__(self, users: Sequence[User], log_dir: Path, setup: str = "true") -> None:
+    def __init__(
+        self, users: Sequence[User], log_dir: Path, setup: str = "true", share: Sequence[Path] = ()
+    ) -> None:
+        """``setup`` runs as root in the machine's root before it boots; ``share`` are host
+        directories the machine sees read-only where the host has them (its /tmp is its own)."""
         self.users = tuple(users)
         self._setup = setup
+        self._share = "\n".join(str(path) for path in share)
         self._log_dir = log_dir
         self._base = Path(tempfile.mkdtemp(prefix="fowld-machine-"))
         mount = cgroup2_mount()
@@ -182,6 +193,7 @@ class Machine:
             "FOWL_MACHINE_TARGET_NAME": TARGET,
             "FOWL_MACHINE_MASKED": " ".join(MASKED),
             "FOWL_MACHINE_SETUP": self._setup,
+            "FOWL_MACHINE_SHARE": self._share,
         }
         namespaces = ["--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "--cgroup"]
         unshare = ["unshare", *namespaces, "--propagation", "private", "sh", "-c", INSIDE, "inside"]

@@ -9,6 +9,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v gdbus >/dev/null 2>&1 || missing="$missing libglib2.0-bin"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v ss >/dev/null 2>&1 || missing="$missing iproute2"
+# The user bus under systemd, for the tests that boot systemd in private namespaces.
+[ -e /usr/lib/systemd/user/dbus.socket ] || missing="$missing dbus-user-session"
 [ -z "$missing" ] && exit 0
 packages=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then

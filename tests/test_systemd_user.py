@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shlex
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -54,14 +55,19 @@ PING = [
 TEST_DROP_IN = "zz-test.conf"  # the drop-in a test adds for itself; removed after each test
 
 pytestmark = pytest.mark.skipif(machines.unavailable() is not None, reason=str(machines.unavailable()))
+# The whole module takes about 90 s; these take half of it (restart delays, watchdog intervals).
+slow = pytest.mark.skipif(os.environ.get("FOWL_SLOW") != "1", reason="slow: run with FOWL_SLOW=1")
 
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory) -> Iterator[Machine]:
     # The test's interpreter lives wherever the venv points (perhaps under /root).
     python = Path(sys.executable).resolve()
-    opened = " ; ".join(f"chmod o+rx {shlex.quote(str(p))}" for p in python.parents if str(p) != "/")
-    booted = Machine([ALICE, BOB], setup=opened or "true", log_dir=tmp_path_factory.mktemp("machine"))
+    closed = [p for p in python.parents if not p.stat().st_mode & stat.S_IXOTH]
+    opened = " ; ".join(f"chmod o+x {shlex.quote(str(p))}" for p in closed)
+    # The tree under test and its venv, wherever they are (a checkout in /tmp, too).
+    share = [REPO, Path(sys.prefix)]
+    booted = Machine([ALICE, BOB], tmp_path_factory.mktemp("machine"), setup=opened or "true", share=share)
     try:
         booted.boot()
         source = {"PYTHONPATH": str(REPO)}
@@ -193,6 +199,8 @@ def test_status_line_in_systemctl_status(machine):
     assert "Active: active (running)" in status
 
 
+@pytest.mark.slow
+@slow
 def test_watchdog_pings_keep_it_running_and_silence_gets_it_restarted(machine):
     add_drop_in(machine, ALICE, "[Service]\nWatchdogSec=2\nRestartSec=1\nTimeoutStopSec=5\n")
     ctl(machine, ALICE, "start", "fowld")
@@ -241,6 +249,8 @@ def test_reload_rereads_profiles_on_sighup(machine):
         )
 
 
+@pytest.mark.slow
+@slow
 def test_restarts_after_kill_9(machine):
     ctl(machine, ALICE, "start", "fowld")
     before = show(machine, ALICE, "MainPID", "NRestarts")
@@ -256,6 +266,8 @@ def test_restarts_after_kill_9(machine):
     assert name_has_owner(machine, ALICE)
 
 
+@pytest.mark.slow
+@slow
 def test_start_limit_stops_restarts_and_activation(machine):
     """More than five starts within a minute: no more restarts, and activation waits in vain."""
     add_drop_in(machine, ALICE, "[Service]\nRestartSec=0.2\n")
@@ -318,6 +330,8 @@ def test_fowlctl_starts_fowld_through_activation(machine):
     assert show(machine, ALICE, "ActiveState")["ActiveState"] == "active"
 
 
+@pytest.mark.slow
+@slow
 def test_documented_sandbox_drop_in(machine):
     """The opt-in read-only file system: writable, and UNIX listeners, only in $XDG_RUNTIME_DIR."""
     blocks = re.findall(r"```ini\n(.*?)```", GUIDE.read_text(), re.DOTALL)
@@ -405,6 +419,8 @@ def test_uninstall_stops_and_removes(machine):
     ctl(machine, BOB, "enable", "--now", "fowld")
     removed = machine.run([str(venv_script("fowld")), "uninstall"], user=BOB, env={"PYTHONPATH": str(REPO)})
     assert "ran systemctl --user disable --now fowld" in removed.stdout
+    wants = f"{BOB.home}/.config/systemd/user/default.target.wants/fowld.service"
+    assert f'  Removed "{wants}".' in removed.stdout  # what systemctl said
     assert show(machine, BOB, "LoadState", "ActiveState") == {
         "LoadState": "not-found",
         "ActiveState": "inactive",
