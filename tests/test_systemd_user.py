@@ -160,6 +160,16 @@ def wait_until(probe: Callable[[], object], what: str, timeout: float = WAIT):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def wait_for_restart(machine: Machine, user: User, restarts: str, why: str) -> None:
+    """Until systemd restarted fowld once more than ``restarts`` times, and it is up again."""
+
+    def restarted() -> bool:
+        now = show(machine, user, "NRestarts", "ActiveState")
+        return now["NRestarts"] != restarts and now["ActiveState"] == "active"
+
+    wait_until(restarted, f"the restart {why}")
+
+
 def add_drop_in(machine: Machine, user: User, text: str) -> None:
     write_file(machine, user, f".config/systemd/user/fowld.service.d/{TEST_DROP_IN}", text)
     ctl(machine, user, "daemon-reload")
@@ -213,13 +223,7 @@ def test_watchdog_pings_keep_it_running_and_silence_gets_it_restarted(machine):
 
     # A stopped event loop sends no pings: systemd aborts fowld and starts it again.
     machine.run(["kill", "-STOP", first["MainPID"]])
-    wait_until(
-        lambda: (
-            show(machine, ALICE, "NRestarts")["NRestarts"] != first["NRestarts"]
-            and show(machine, ALICE, "ActiveState")["ActiveState"] == "active"
-        ),
-        "the restart after a watchdog timeout",
-    )
+    wait_for_restart(machine, ALICE, first["NRestarts"], "after a watchdog timeout")
     logged = journal(machine, ALICE)
     assert "Watchdog timeout" in logged and "SIGABRT" in logged
     assert show(machine, ALICE, "MainPID")["MainPID"] != first["MainPID"]
@@ -255,13 +259,7 @@ def test_restarts_after_kill_9(machine):
     ctl(machine, ALICE, "start", "fowld")
     before = show(machine, ALICE, "MainPID", "NRestarts")
     machine.run(["kill", "-9", before["MainPID"]])
-    wait_until(
-        lambda: (
-            show(machine, ALICE, "NRestarts")["NRestarts"] != before["NRestarts"]
-            and show(machine, ALICE, "ActiveState")["ActiveState"] == "active"
-        ),
-        "the restart after kill -9 (RestartSec=5)",
-    )
+    wait_for_restart(machine, ALICE, before["NRestarts"], "after kill -9 (RestartSec=5)")
     assert show(machine, ALICE, "MainPID")["MainPID"] != before["MainPID"]
     assert name_has_owner(machine, ALICE)
 
