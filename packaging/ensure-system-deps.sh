@@ -11,6 +11,8 @@ command -v gdbus >/dev/null 2>&1 || missing="$missing libglib2.0-bin"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v ss >/dev/null 2>&1 || missing="$missing iproute2"
 command -v man >/dev/null 2>&1 || missing="$missing man-db"
+# The user bus under systemd, for the tests that boot systemd in private namespaces.
+[ -e /usr/lib/systemd/user/dbus.socket ] || missing="$missing dbus-user-session"
 [ -z "$missing" ] && exit 0
 packages=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then
