@@ -14,17 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.netns import (
-    PROGRESS_STEP,
-    JsonLines,
-    Peer,
-    Side,
-    Topology,
-    fowld_argv,
-    peer_environment,
-    traffic_argv,
-)
+from harness.netns import PROGRESS_STEP, Side, Topology, fowld_argv, peer_environment, traffic_argv
+from harness.peers import JsonLines, StdioPeer
 from harness.servers import REPO_ROOT, ProcessGroup
+from harness.stats import rss_kib
+from harness.wait import until
 
 MB = 1_000_000
 TOTAL = 100 * MB
@@ -35,20 +29,23 @@ SINK_PORT = 7100  # bob's sink
 STEP = 20.0  # seconds for one setup step
 RECOVERY_LIMIT = 60.0  # data must flow again within this many seconds of a fault's end
 
-
 @dataclass
 class Pair:
-    alice: Peer  # wants "data", listens on LISTEN_PORT
-    bob: Peer  # offers "data", connects to SINK_PORT
+    alice: StdioPeer  # wants "data", listens on LISTEN_PORT
+    bob: StdioPeer  # offers "data", connects to SINK_PORT
+    topology: Topology
 
     @property
-    def peers(self) -> tuple[Peer, Peer]:
+    def peers(self) -> tuple[StdioPeer, StdioPeer]:
         return self.alice, self.bob
+
+    def side(self, peer: StdioPeer) -> Side:
+        return self.topology.alice if peer is self.alice else self.topology.bob
 
 
 def start_peer(
     processes: ProcessGroup, topology: Topology, side: Side, name: str, ping: float | None, *extra: str
-) -> Peer:
+) -> StdioPeer:
     process = processes.spawn(
         side.exec(fowld_argv(topology, ping, *extra)),
         env=peer_environment(),
@@ -57,24 +54,25 @@ def start_peer(
         cwd=REPO_ROOT,
         name=f"fowld-{name}",
     )
-    return Peer(name, side, process)
+    return StdioPeer(process, processes, name)
 
 
 def connect_pair(processes: ProcessGroup, topology: Topology, ping: float | None = PING, *extra: str) -> Pair:
     pair = Pair(
         start_peer(processes, topology, topology.alice, "alice", ping, *extra),
         start_peer(processes, topology, topology.bob, "bob", ping, *extra),
+        topology,
     )
     for peer in pair.peers:
         peer.send("status", watch=True)
     pair.alice.send("allocate-code")
-    code = pair.alice.wait("code-allocated", STEP)[2]["code"]
+    code = pair.alice.wait_kind("code-allocated", STEP)["code"]
     pair.bob.send("set-code", code=code)
     pair.bob.send("remote", name="data", local_connect_port=SINK_PORT)
     pair.alice.send("local", name="data", local_listen_port=LISTEN_PORT)
-    pair.alice.wait("listening", STEP, name="data")
+    pair.alice.wait_kind("listening", STEP, name="data")
     for peer in pair.peers:
-        peer.wait("status", STEP, phase="connected")
+        peer.wait_kind("status", STEP, phase="connected")
     return pair
 
 
@@ -85,21 +83,21 @@ class Transfer:
 
     def wait_received(self, count: int, timeout: float) -> float:
         """When the sink had at least ``count`` bytes."""
-        return self.sink.wait_for(lambda m: m.get("received", 0) >= count, timeout)[1]
+        return self.sink.wait_seen(lambda m: m.get("received", 0) >= count, timeout).at
 
     def finish(self, timeout: float) -> int:
         """Wait for both ends; assert every byte arrived intact; the byte count."""
-        sent = self.source.wait_for(lambda m: m.get("done"), timeout)[2]
-        received = self.sink.wait_for(lambda m: m.get("done"), timeout)[2]
+        sent = self.source.wait_for(lambda m: m.get("done"), timeout)
+        received = self.sink.wait_for(lambda m: m.get("done"), timeout)
         assert received["received"] == sent["sent"], (sent, received)
         assert received["sha256"] == sent["sha256"], (sent, received)
         return received["received"]
 
     def resumed_after(self, moment: float, timeout: float) -> float:
         """Seconds from ``moment`` until bytes the source sent after it reached the sink."""
-        sent = [m["sent"] for _, m in self.source.since() if "sent" in m]
+        sent = [m["sent"] for m in self.source.lines if "sent" in m]
         beyond = (sent[-1] if sent else 0) + PROGRESS_STEP
-        arrived = self.sink.wait_for(lambda m: m.get("received", 0) >= beyond, timeout)[1]
+        arrived = self.sink.wait_seen(lambda m: m.get("received", 0) >= beyond, timeout).at
         return max(arrived - moment, 0.0)
 
 
@@ -119,28 +117,32 @@ def start_transfer(
     return Transfer(JsonLines(source.stdout, "source"), sink_lines)
 
 
-def generation(peer: Peer) -> int:
-    return peer.statuses()[-1][1]["generation"]
+def generation(peer: StdioPeer) -> int:
+    return peer.find("status")[-1]["generation"]
 
 
-def wait_reconnected(peer: Peer, after: int, before: int, timeout: float) -> tuple[float, int]:
+def wait_reconnected(peer: StdioPeer, after: int, before: int, timeout: float) -> tuple[float, int]:
     """Wait until the peer has said "reconnecting" and is "connected" again, above generation ``before``.
 
     Looks at status lines from index ``after``; call it once data flows again. Returns when the
     last "reconnecting" was followed by "connected", and the new generation.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        statuses = peer.statuses(after)
+
+    def back() -> tuple[float, int] | None:
+        statuses = peer.timed(after, "status")
         phases = [m["phase"] for _, m in statuses]
-        if "reconnecting" in phases and phases[-1] == "connected":
-            last_down = len(phases) - 1 - phases[::-1].index("reconnecting")
-            back = [(t, m) for t, m in statuses[last_down:] if m["phase"] == "connected"]
-            if back[0][1]["generation"] > before:
-                return back[0][0], back[0][1]["generation"]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{peer.name}: no reconnecting then connected; phases {phases[-12:]}")
-        time.sleep(0.1)
+        if "reconnecting" not in phases or phases[-1] != "connected":
+            return None
+        last_down = len(phases) - 1 - phases[::-1].index("reconnecting")
+        at, line = next((t, m) for t, m in statuses[last_down:] if m["phase"] == "connected")
+        return (at, line["generation"]) if line["generation"] > before else None
+
+    def what() -> str:
+        phases = [m["phase"] for m in peer.find("status", after)]
+        return f"{peer.label}: reconnecting then connected; phases {phases[-12:]}"
+
+    return until(back, what, timeout, 0.1)
+
 
 
 # soak: a steady stream, a link cut every few seconds --------------------------------------
@@ -182,7 +184,7 @@ def soak(
     transfer.wait_received(min(total, PROGRESS_STEP), STEP)
 
     def sample() -> None:
-        alice, bob = (peer.rss_kib() for peer in pair.peers)
+        alice, bob = (rss_kib(peer.pid) for peer in pair.peers)
         result.rss_kib.append((round(time.monotonic() - started, 1), alice, bob))
 
     sample()
@@ -201,7 +203,7 @@ def soak(
             rss = result.rss_kib[-1][1:]
             say(f"cut {result.cuts}: data again after {result.recoveries[-1]} s, RSS KiB {rss}")
     result.sent = transfer.finish(total / rate + RECOVERY_LIMIT)
-    result.sha256 = transfer.sink.wait_for(lambda m: m.get("done"), STEP)[2]["sha256"]
+    result.sha256 = transfer.sink.wait_for(lambda m: m.get("done"), STEP)["sha256"]
     result.seconds = round(time.monotonic() - started, 1)
     sample()
     return result

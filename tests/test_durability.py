@@ -39,7 +39,9 @@ from harness.netns import (
     Topology,
     start_mailbox,
 )
+from harness.peers import kind_is
 from harness.servers import REPO_ROOT, ProcessGroup
+from harness.stats import rss_kib
 
 pytestmark = pytest.mark.netns
 
@@ -55,26 +57,26 @@ def report(what: str, **figures: object) -> None:
 
 def cut_link_once(processes: ProcessGroup, topology: Topology, pair: Pair, seconds: float = 10.0) -> dict:
     """One 100 MB transfer with alice's link down for ``seconds`` in the middle; figures."""
-    before = {peer.name: generation(peer) for peer in pair.peers}
-    marks = {peer.name: len(peer.lines) for peer in pair.peers}
-    rss_before = {peer.name: peer.rss_kib() for peer in pair.peers}
+    before = {peer.label: generation(peer) for peer in pair.peers}
+    marks = {peer.label: peer.mark() for peer in pair.peers}
+    rss_before = {peer.label: rss_kib(peer.pid) for peer in pair.peers}
     transfer = start_transfer(processes, topology)
     transfer.wait_received(20 * MB, STEP)
     topology.alice.link(False)
     time.sleep(seconds)
-    rss_peak = {peer.name: peer.rss_kib() for peer in pair.peers}
+    rss_peak = {peer.label: rss_kib(peer.pid) for peer in pair.peers}
     topology.alice.link(True)
     link_up = time.monotonic()
     resumed = transfer.resumed_after(link_up, RECOVERY_LIMIT)
     assert transfer.finish(TOTAL / RATE + RECOVERY_LIMIT) == TOTAL
     figures: dict = {"resumed_s": round(resumed, 2)}
     for peer in pair.peers:
-        back, new = wait_reconnected(peer, marks[peer.name], before[peer.name], STEP)
-        figures[f"{peer.name}_connected_after_up_s"] = round(back - link_up, 1)
-        figures[f"{peer.name}_generation"] = f"{before[peer.name]}->{new}"
-        growth = rss_peak[peer.name] - rss_before[peer.name]
-        assert growth < MAX_RSS_GROWTH_KIB, f"{peer.name} grew {growth} KiB while the link was down"
-        figures[f"{peer.name}_rss_kib"] = f"{rss_before[peer.name]}->{rss_peak[peer.name]}"
+        back, new = wait_reconnected(peer, marks[peer.label], before[peer.label], STEP)
+        figures[f"{peer.label}_connected_after_up_s"] = round(back - link_up, 1)
+        figures[f"{peer.label}_generation"] = f"{before[peer.label]}->{new}"
+        growth = rss_peak[peer.label] - rss_before[peer.label]
+        assert growth < MAX_RSS_GROWTH_KIB, f"{peer.label} grew {growth} KiB while the link was down"
+        figures[f"{peer.label}_rss_kib"] = f"{rss_before[peer.label]}->{rss_peak[peer.label]}"
     return figures
 
 
@@ -92,13 +94,13 @@ def test_link_cut_twenty_times(topology: Topology, hub: Hub, processes: ProcessG
     if os.environ.get("FOWL_SLOW") != "1":
         pytest.skip("slow (about 5 minutes): run with FOWL_SLOW=1")
     pair = connect_pair(processes, topology)
-    start_rss = {peer.name: peer.rss_kib() for peer in pair.peers}
+    start_rss = {peer.label: rss_kib(peer.pid) for peer in pair.peers}
     resumed = []
     for number in range(20):
         figures = cut_link_once(processes, topology, pair)
         resumed.append(figures["resumed_s"])
         report(f"link cut {number + 1}/20", **figures)
-    end_rss = {peer.name: peer.rss_kib() for peer in pair.peers}
+    end_rss = {peer.label: rss_kib(peer.pid) for peer in pair.peers}
     report(
         "twenty link cuts",
         passed=len(resumed),
@@ -135,19 +137,19 @@ def move_each_side(processes: ProcessGroup, topology: Topology, ping: float | No
     received = 20 * MB
     for peer, new_address in ((pair.alice, "10.231.0.12"), (pair.bob, "10.231.0.13")):
         transfer.wait_received(received, STEP)
-        before = {p.name: generation(p) for p in pair.peers}
-        marks = {p.name: len(p.lines) for p in pair.peers}
-        peer.side.move_to(new_address)
+        before = {p.label: generation(p) for p in pair.peers}
+        marks = {p.label: p.mark() for p in pair.peers}
+        pair.side(peer).move_to(new_address)
         moved = time.monotonic()
         resumed = transfer.resumed_after(moved, limit)
         figures: dict = {"ping": ping or "default", "resumed_s": round(resumed, 2)}
         for p in pair.peers:
-            back, new = wait_reconnected(p, marks[p.name], before[p.name], limit)
-            figures[f"{p.name}_connected_s"] = round(back - moved, 1)
-            figures[f"{p.name}_generation"] = f"{before[p.name]}->{new}"
-        report(f"{peer.name} moved to {new_address}", **figures)
+            back, new = wait_reconnected(p, marks[p.label], before[p.label], limit)
+            figures[f"{p.label}_connected_s"] = round(back - moved, 1)
+            figures[f"{p.label}_generation"] = f"{before[p.label]}->{new}"
+        report(f"{peer.label} moved to {new_address}", **figures)
         assert resumed < limit
-        counts = [m["received"] for _, m in transfer.sink.since() if "received" in m]
+        counts = [m["received"] for m in transfer.sink.lines if "received" in m]
         received = counts[-1] + 20 * MB
     assert transfer.finish(TOTAL / RATE + limit) == TOTAL
 
@@ -174,19 +176,19 @@ def test_connection_reset(topology: Topology, hub: Hub, processes: ProcessGroup)
     received = 20 * MB
     for peer, other in ((pair.alice, pair.bob), (pair.bob, pair.alice)):
         transfer.wait_received(received, STEP)
-        before = {p.name: generation(p) for p in pair.peers}
-        marks = {p.name: len(p.lines) for p in pair.peers}
+        before = {p.label: generation(p) for p in pair.peers}
+        marks = {p.label: p.mark() for p in pair.peers}
         # the peer connection, direct or through the relay
         relay = f"{HUB_ADDRESS}:{RELAY_PORT}"
-        assert peer.side.reset_connections(other.side.address, relay) >= 1
+        assert pair.side(peer).reset_connections(pair.side(other).address, relay) >= 1
         reset = time.monotonic()
         resumed = transfer.resumed_after(reset, RECOVERY_LIMIT)
         figures: dict = {"resumed_s": round(resumed, 2)}
         for p in pair.peers:
-            back, new = wait_reconnected(p, marks[p.name], before[p.name], RECOVERY_LIMIT)
-            figures[f"{p.name}_generation"] = f"{before[p.name]}->{new}"
-            figures[f"{p.name}_connected_s"] = round(back - reset, 1)
-        report(f"reset by {peer.name}", **figures)
+            back, new = wait_reconnected(p, marks[p.label], before[p.label], RECOVERY_LIMIT)
+            figures[f"{p.label}_generation"] = f"{before[p.label]}->{new}"
+            figures[f"{p.label}_connected_s"] = round(back - reset, 1)
+        report(f"reset by {peer.label}", **figures)
         received += 20 * MB
     assert transfer.finish(TOTAL / RATE + RECOVERY_LIMIT) == TOTAL
 
@@ -197,7 +199,7 @@ def test_direct_path_blocked_uses_relay(topology: Topology, hub: Hub, processes:
     topology.bob.block(topology.alice.address)
     pair = connect_pair(processes, topology)
     for peer in pair.peers:
-        status = peer.statuses()[-1][1]
+        status = peer.find("status")[-1]
         assert status["path"] == "relay", status
         assert f"{HUB_ADDRESS}:{RELAY_PORT}" in status["hint"], status
     transfer = start_transfer(processes, topology, total=20 * MB)
@@ -209,10 +211,10 @@ def test_mailbox_restart_keeps_sessions(topology: Topology, hub: Hub, processes:
     pair = connect_pair(processes, topology)
     transfer = start_transfer(processes, topology)
     transfer.wait_received(20 * MB, STEP)
-    marks = {peer.name: len(peer.lines) for peer in pair.peers}
+    marks = {peer.label: peer.mark() for peer in pair.peers}
     processes.stop(hub.mailbox)
     for peer in pair.peers:
-        peer.lines.wait_for(lambda m: m.get("kind") == "status" and m["mailbox"] != "connected", STEP)
+        peer.wait_for(lambda m: m.get("kind") == "status" and m["mailbox"] != "connected", STEP)
     start_mailbox(processes, hub.side)
     restarted = time.monotonic()
     assert transfer.finish(TOTAL / RATE + STEP) == TOTAL
@@ -221,11 +223,11 @@ def test_mailbox_restart_keeps_sessions(topology: Topology, hub: Hub, processes:
     assert second.finish(STEP) == 5 * MB
     figures = {}
     for peer in pair.peers:
-        _, back, _ = peer.wait("status", STEP, marks[peer.name], mailbox="connected")
-        figures[f"{peer.name}_mailbox_back_s"] = round(back - restarted, 1)
-        status = peer.statuses()[-1][1]
+        back = peer.wait_seen(kind_is("status", mailbox="connected"), STEP, marks[peer.label]).at
+        figures[f"{peer.label}_mailbox_back_s"] = round(back - restarted, 1)
+        status = peer.find("status")[-1]
         assert status["phase"] == "connected", status
-        errors = [m for _, m in peer.lines.since(marks[peer.name]) if m.get("kind") == "error"]
+        errors = peer.find("error", marks[peer.label])
         assert not errors, errors
     report("mailbox restarted", **figures)
 
@@ -237,10 +239,10 @@ def test_killed_peer_is_reported_lost(topology: Topology, hub: Hub, processes: P
     assert topology.alice.listening(LISTEN_PORT)
     pair.bob.process.send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    _, lost_at, status = pair.alice.lines.wait_for(
+    lost_at = pair.alice.wait_seen(
         lambda m: m.get("kind") == "status" and "peer lost" in m.get("reason", ""), 60.0
-    )
-    _, closed_at, _ = pair.alice.wait("closed", 30.0)
+    ).at
+    closed_at = pair.alice.wait_seen(kind_is("closed"), 30.0).at
     assert not topology.alice.listening(LISTEN_PORT)
     assert pair.alice.process.wait(STEP) == 0
     report("bob killed", lost_after_s=round(lost_at - killed, 1), closed_after_s=round(closed_at - killed, 1))

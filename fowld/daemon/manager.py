@@ -7,7 +7,6 @@ status) follow it through ``ManagerListener`` callbacks.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -23,12 +22,11 @@ from fowld.daemon.profiles import Profile, ProfileChanges
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.store import ProfileStore
 from fowld.daemon.supervisor import Mode, SupervisedSession
-from fowld.engine import events
+from fowld.engine import events, rules
 
 log = Logger()
 CODE_TIMEOUT = 30.0  # seconds Invite waits for the mailbox to allocate a code
 STOP_TIMEOUT = 8.0  # seconds all sessions together get to close when the daemon stops
-_CODE = re.compile(r"[0-9]+-\S+")
 
 
 class ManagerListener(Protocol):
@@ -92,11 +90,12 @@ class Manager(MultiService):
     def accept(self, profile_name: str, code: str) -> SupervisedSession:
         """Start a session with a code the peer gave us."""
         profile = self.store.get(profile_name)
-        code = code.strip()
-        if not code:
+        if not code.strip():
             raise InvalidArgs("the code is empty")
-        if not _CODE.fullmatch(code):
-            raise InvalidArgs("a code looks like NUMBER-word-word..., e.g. 7-guitarist-revenge")
+        try:
+            code = rules.check_code(code)
+        except rules.RuleError as e:
+            raise InvalidArgs(str(e)) from None
         return self._launch(profile, Mode.ACCEPT, code)
 
     def start(self, profile_name: str) -> SupervisedSession:
