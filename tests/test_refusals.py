@@ -21,21 +21,24 @@ from test_daemon import (  # noqa: F401 (fixtures)
     monitor,
     pair_setup,
     properties,
-    second_bus,
     start_fowld,
     try_properties,
-    wait_for,
-    write_profile,
 )
 
 from fowld.daemon.profiles import load_profiles
 from fowld.engine.config import LISTEN_BACKLOG
+from harness.fowld import write_profile
+from harness.wait import until
 
 pytestmark = pytest.mark.timeout(90)
 
 
+def wait_for(what: str, check, timeout: float = 20.0):
+    return until(check, what, timeout, 0.1)
+
+
 def test_a_listener_that_cannot_bind_and_a_refused_stream_are_visible(
-    pair_setup, processes, second_bus  # noqa: F811 (fixtures of test_daemon)
+    pair_setup, processes, second_bus  # noqa: F811 (a fixture of test_daemon)
 ):
     blocker = socket.create_server(("127.0.0.1", pair_setup.listen_port))  # "Address already in use"
     a, b = pair_setup.start()
