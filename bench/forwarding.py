@@ -301,6 +301,11 @@ def _enough_cpu(before: float | None, after: float | None) -> bool:
     return before is not None and after is not None and after - before >= _MIN_CPU
 
 
+def share(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split into ``parts`` whole parts that differ by at most one."""
+    return total // parts + (index < total % parts)
+
+
 @dataclass
 class EchoBlocks:
     """A route's round trips, measured in ``config.transfers`` blocks that take turns with other routes.
@@ -315,7 +320,7 @@ class EchoBlocks:
 
     def measure(self, route: Route, block: int) -> None:
         blocks = self.config.transfers
-        count = self.config.round_trips // blocks + (block < self.config.round_trips % blocks)
+        count = share(self.config.round_trips, blocks, block)
         before = _cpu(route)
         self.times += traffic.round_trips(
             route.address, count, self.config.message_size, self.config.echo_budget / blocks

@@ -7,7 +7,7 @@ to the benchmark's target only. Both programs keep OpenSSH's defaults for
 ciphers and key exchange, so the row shows what a user of ``ssh -L`` gets.
 
 sshd needs root (privilege separation) and Debian's openssh-server; ``ssh``
-and ``ssh-keygen`` come with openssh-client (``make system-deps`` installs both).
+and ``ssh-keygen`` come with openssh-client (``make bench-deps`` installs both).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def missing() -> str | None:
     if not SSHD.is_file():
         absent.append(str(SSHD))
     if absent:
-        return f"{', '.join(absent)} not found (install openssh-server and openssh-client)"
+        return f"{', '.join(absent)} not found (make bench-deps installs them)"
     return None
 
 

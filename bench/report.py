@@ -245,7 +245,8 @@ def _phase_heading(paths: dict[str, dict], phase: str) -> str:
 def workload(config: dict) -> str:
     return (
         f"Round trips: {config['message_size']} B x {config['round_trips']} in {config['transfers']} "
-        f"block(s) taking turns between paths (at most {config['echo_budget']:g} s); 1 stream: {config['bulk_bytes'] / MB:g} MB, "
+        f"block(s) taking turns between paths (at most {config['echo_budget']:g} s); "
+        f"1 stream: {config['bulk_bytes'] / MB:g} MB, "
         f"median of {config['transfers']}; {config['streams']} streams: "
         f"{config['streams']} x {config['stream_bytes'] / MB:g} MB; setup: median of "
         f"{config['setup_runs']} pairs. MB = 10^6 bytes; every transfer is SHA-256 checked."
