@@ -131,13 +131,17 @@ class Implementation:
     relay: bool = False  # both daemons relay-only: every byte crosses the transit relay
 
     @property
+    def alike(self) -> bool:
+        return self.service.key == self.client.key
+
+    @property
     def key(self) -> str:  # also names log files: no slash
-        sides = self.service.key if self.service == self.client else f"{self.service.key}-{self.client.key}"
+        sides = self.service.key if self.alike else f"{self.service.key}-{self.client.key}"
         return f"{sides}-relay" if self.relay else sides
 
     @property
     def label(self) -> str:
-        if self.service == self.client:
+        if self.alike:
             sides = self.service.label
         else:
             sides = f"{self.service.key} service / {self.client.key} client"
@@ -502,7 +506,7 @@ SIDES = ("ours", "upstream", "base")  # what either side of a --pairs entry may 
 class Selection:
     """What one run measures."""
 
-    paths: tuple[str, ...] = ("raw", "ssh", "ours", "upstream")
+    paths: tuple[str, ...] = PATHS
     pairs: tuple[tuple[str, str], ...] = ()  # (service side, client side) of SIDES
     baseline: Path | None = None  # a tree with a ``fowld`` package: the ``base`` daemon
     relay: bool = False  # also every alike pairing through a loopback transit relay
@@ -519,7 +523,8 @@ def choose(selection: Selection, facts: dict) -> list[Implementation]:
     if selection.baseline is not None:
         daemons["base"] = baseline(selection.baseline)
         facts["baseline"] = str(selection.baseline)
-    wanted_alike = [key for key in SIDES if key in selection.paths or key in daemons and key == "base"]
+    # base, when given, is measured alone as well as in --pairs
+    wanted_alike = [key for key in SIDES if key in selection.paths or (key == "base" and key in daemons)]
     if "upstream" in wanted_alike or any("upstream" in pair for pair in selection.pairs):
         python = servers.upstream_python_path()
         if os.access(python, os.X_OK):
