@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import forwarding, hotspots, openssh, report
+from bench import forwarding, hotspots, openssh, pairs, report
 from bench.__main__ import parser
 from bench.forwarding import Selection, percentile, share
 from harness.servers import REPO_ROOT, ProcessGroup, upstream_python_path
@@ -130,7 +130,7 @@ def test_pairings_come_alike_then_mixed_then_through_the_relay(
     # a pair with upstream is left out when upstream's interpreter is missing
     mixed = Selection(paths=("ours",), pairs=(("ours", "upstream"),))
     assert [i.key for i in forwarding.choose(mixed, {})] == ["ours"]
-    base = forwarding.baseline(REPO_ROOT)
+    base = pairs.baseline(REPO_ROOT)
     argv = base.command("ws://127.0.0.1:1/v1", "tcp:127.0.0.1:2", True)
     assert argv[1] == "-P" and "--relay-only" in argv and base.env["PYTHONPATH"] == str(REPO_ROOT)
 
