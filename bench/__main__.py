@@ -104,7 +104,10 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--round-trips", type=integer, metavar="N", help="sequential 40-byte round trips")
     f.add_argument("--echo-budget", type=number, metavar="S", help="stop round trips after S seconds")
     f.add_argument("--bulk-mb", type=integer, metavar="MB", help="size of the single-stream transfer")
-    f.add_argument("--transfers", type=integer, metavar="T", help="single-stream transfers (median counts)")
+    f.add_argument(
+        "--transfers", type=integer, metavar="T",
+        help="rounds of transfers, and blocks of round trips, that take turns between paths (medians count)",
+    )  # fmt: skip
     f.add_argument("--streams", type=integer, metavar="K", help="parallel streams")
     f.add_argument("--stream-mb", type=number, metavar="MB", help="size of each parallel stream")
     f.add_argument("--setup-runs", type=integer, metavar="R", help="daemon pairs started to time setup")
