@@ -118,7 +118,7 @@ class Fowld:
         except RemoteError as e:
             raise from_remote(e.errName, e.message, what) from None
         except TimeOut:
-            raise TimedOut(f"fowld did not answer {method} within {timeout:g} s") from None
+            raise TimedOut(f"fowld did not answer within {timeout:g} s") from None
         except DBusException as e:
             raise CtlError(f"D-Bus error: {e}") from None
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import CancelledError, ensureDeferred
 
-from fowlctl import commands
+from fowlctl import adhoc, commands
 from fowlctl.errors import CtlError, ExitCode
 from fowlctl.output import Output
 
@@ -47,21 +47,32 @@ starts and one when it is connected.
 # name -> (one-line help, epilog with examples)
 COMMANDS: dict[str, tuple[str, str]] = {
     "invite": (
-        "start a session from PROFILE and print a new code for your peer",
+        "start a session and print a new code for your peer",
         f"""\
+Give either a PROFILE (a file in ~/.config/fowl/profiles) or the forwards
+themselves with --offer and --want; no file is needed then.
+On a terminal the code is also shown as a QR code (--no-qr turns it off).
 {WAIT_EPILOG}
 examples:
-  fowlctl invite ssh-share                  print the code, wait for the peer
-  fowlctl invite ssh-share --timeout 300    give up (and close the session) after 5 minutes
-  fowlctl invite ssh-share --no-wait --json print {{"code": ..., "session": ...}} and return
+  fowlctl invite --offer ssh=tcp:localhost:22   let the peer reach my SSH server
+  fowlctl invite --want web=8080                reach the peer's web service at localhost:8080
+  fowlctl invite --offer ssh=22 --mailbox ws://192.168.1.5:4000/v1
+  fowlctl invite ssh-share                      the forwards of the profile ssh-share
+  fowlctl invite ssh-share --timeout 300        give up (and close the session) after 5 minutes
+  fowlctl invite ssh-share --no-wait --json     print {{"code": ..., "session": ...}} and return
 """,
     ),
     "accept": (
         "join a peer's session with the CODE they gave you",
         f"""\
+One word is the CODE; two words are PROFILE CODE. A code starts with a number
+and a dash (7-crossover-clockwork). Without a PROFILE, say what to forward
+with --want and --offer.
 {WAIT_EPILOG}
 examples:
-  fowlctl accept ssh-join 7-crossover-clockwork
+  fowlctl accept 7-crossover-clockwork --want ssh=2222   the peer's ssh at localhost:2222
+  fowlctl accept 7-crossover-clockwork --want ssh        on a free port, shown once connected
+  fowlctl accept ssh-join 7-crossover-clockwork          the forwards of the profile ssh-join
   fowlctl accept web-preview 12-alpha-bravo --timeout 60
 """,
     ),
@@ -217,13 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common],
         )
+    made["invite"].add_argument(
+        "profile", metavar="PROFILE", nargs="?", help="profile name; or use --offer/--want"
+    )
+    made["accept"].add_argument("words", metavar="[PROFILE] CODE", nargs="+", help=adhoc.ACCEPT_WORDS_HELP)
+    made["start"].add_argument("profile", metavar="PROFILE", help="profile name (see `fowlctl profiles`)")
+    for name in ("invite", "accept"):
+        adhoc.add_inline_options(made[name])
+    made["invite"].add_argument(
+        "--no-qr", action="store_true", help="do not show the code as a QR code (shown only on a terminal)"
+    )
     for name in ("invite", "accept", "start"):
         p = made[name]
-        p.add_argument("profile", metavar="PROFILE", help="profile name (see `fowlctl profiles`)")
-        if name == "accept":
-            p.add_argument(
-                "code", metavar="CODE", help="the code your peer gave you, e.g. 7-crossover-clockwork"
-            )
         p.add_argument("--no-wait", action="store_true", help="return once the session has started")
         p.add_argument(
             "--timeout",
@@ -283,8 +299,17 @@ def report_error(error: CtlError, out: Output) -> int:
     return int(error.exit_code)
 
 
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of one command, whose errors show that command's usage."""
+    commands_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands_action.choices[name]
+
+
 def main(argv: Sequence[str] | None = None, reactor=None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("invite", "accept"):
+        adhoc.resolve(_command_parser(parser, args.command), args)
     out = Output(json_mode=args.json)
     if args.command == "check":
         sys.exit(commands.check(args, out))

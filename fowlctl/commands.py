@@ -19,6 +19,7 @@ from fowlctl.render import (
     format_verifier,
     forwards_lines,
     profiles_text,
+    qr_code,
     session_details,
     sessions_table,
 )
@@ -39,14 +40,23 @@ class Context:
 
 
 async def invite(ctx: Context) -> int:
+    inline = ctx.args.inline
+
     async def begin(fowld: Fowld) -> str:
-        path, code = await fowld.call_manager("Invite", "s", [ctx.args.profile], timeout=SLOW_CALL_TIMEOUT)
+        if inline is None:
+            call = ("Invite", "s", [ctx.args.profile])
+        else:
+            call = ("InviteWith", "a{sv}a{sv}", [inline.profile(), {}])
+        path, code = await fowld.call_manager(*call, timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
+        join = f"fowlctl accept PROFILE {code}" if inline is None else inline.join_command(code)
         text = (
             f"Session {session_id} is waiting for your peer. Give them this code:\n\n"
             f"    {code}\n\n"
-            f"They join with:  fowlctl accept PROFILE {code}"
+            f"They join with:  {join}"
         )
+        if ctx.out.is_terminal() and not ctx.args.no_qr:
+            text += "\n\nOr they scan the code:\n" + qr_code(code)
         ctx.out.result(text, {"event": "code", "session": session_id, "object_path": path, "code": code})
         return path
 
@@ -56,7 +66,11 @@ async def invite(ctx: Context) -> int:
 async def accept(ctx: Context) -> int:
     async def begin(fowld: Fowld) -> str:
         args = ctx.args
-        path = await fowld.call_manager("Accept", "ss", [args.profile, args.code], timeout=SLOW_CALL_TIMEOUT)
+        if args.inline is None:
+            call = ("Accept", "ss", [args.profile, args.code])
+        else:
+            call = ("AcceptWith", "a{sv}sa{sv}", [args.inline.profile(), args.code, {}])
+        path = await fowld.call_manager(*call, timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
         text = f"Session {session_id} is joining with code {args.code}."
         ctx.out.result(text, {"event": "joining", "session": session_id, "object_path": path})

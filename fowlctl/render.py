@@ -22,6 +22,19 @@ def format_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def qr_code(text: str) -> str:
+    """``text`` as a QR code drawn with block characters, light modules as blocks (for dark terminals)."""
+    import io
+
+    import qrcode  # only invite on a terminal needs it
+
+    qr = qrcode.QRCode(border=2)
+    qr.add_data(text)
+    drawn = io.StringIO()
+    qr.print_ascii(out=drawn, invert=True)
+    return drawn.getvalue().rstrip("\n")
+
+
 def format_duration(seconds: float) -> str:
     """A coarse, readable duration: ``42 s``, ``5 min``, ``2 h 5 min``, ``3 d 4 h``."""
     s = max(0, int(seconds))

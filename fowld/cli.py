@@ -29,8 +29,8 @@ from fowld.engine.config import (
     DEFAULT_TRANSIT_RELAY,
 )
 
-# Options that describe the single session of --stdio; in the daemon each profile says.
-_STDIO_ONLY = ("mailbox", "transit_relay", "embedded_mailbox")
+# Options that describe the single session of --stdio only.
+_STDIO_ONLY = ("embedded_mailbox",)
 MAX_PEER_LOST_TIMEOUT = 86400.0
 
 EPILOG = """\
@@ -63,12 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fowld {__version__}")
     parser.add_argument("--stdio", action="store_true", help="run one session driven by JSON lines")
-    parser.add_argument("--mailbox", metavar="URL", help=f"mailbox server (default {DEFAULT_MAILBOX})")
+    parser.add_argument(
+        "--mailbox",
+        metavar="URL",
+        help=f"mailbox server (default {DEFAULT_MAILBOX}); daemon: for profiles and ad-hoc sessions "
+        "that name none (overrides fowld.yaml)",
+    )
     parser.add_argument(
         "--transit-relay",
         metavar="HINT",
         help=f"transit relay for when no direct path works (default {DEFAULT_TRANSIT_RELAY}); "
-        "'none' to use no relay",
+        "--stdio: 'none' to use no relay; daemon: as --mailbox",
     )
     parser.add_argument(
         "--embedded-mailbox",
@@ -165,14 +170,28 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_daemon(args: argparse.Namespace) -> int:
     """Serve ``org.fowl.Fowld1`` until SIGTERM; returns the process exit status."""
-    from fowld.daemon.profiles import profiles_dir
+    from fowld.daemon.profiles import (
+        ProfileError,
+        load_settings,
+        profiles_dir,
+        settings_file,
+        settings_from_dict,
+    )
     from fowld.dbus.app import run
 
     log = Logger()
     for name in _STDIO_ONLY:
         if getattr(args, name, None):
             option = "--" + name.replace("_", "-")
-            log.warn("{option} is ignored by the daemon: each profile names its own", option=option)
+            log.warn("{option} is ignored by the daemon: it belongs to --stdio", option=option)
+    given = {"mailbox": args.mailbox, "transit-relay": args.transit_relay}
+    try:
+        defaults = settings_from_dict(
+            {k: v for k, v in given.items() if v}, "the command line", load_settings(settings_file())
+        )
+    except ProfileError as e:
+        print(f"fowld: {e}", file=sys.stderr)
+        return 2
     timeout = DAEMON_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout
     if not 0 <= timeout <= MAX_PEER_LOST_TIMEOUT:
         print(f"fowld: --peer-lost-timeout must be 0-{MAX_PEER_LOST_TIMEOUT:g} seconds", file=sys.stderr)
@@ -182,4 +201,4 @@ def run_daemon(args: argparse.Namespace) -> int:
         ping_interval=args.ping_interval,
         peer_lost_timeout=timeout or None,
     )
-    return run(Path(args.profiles) if args.profiles else profiles_dir(), options)
+    return run(Path(args.profiles) if args.profiles else profiles_dir(), options, defaults)

@@ -516,17 +516,30 @@ def _wait_until(check, timeout: float = STEP_TIMEOUT, what: str = "condition"):
         time.sleep(0.1)
 
 
-def _start_side(group: ProcessGroup, name: str, base: Path, profile_text: str, profile: str) -> Side:
+def _start_side(
+    group: ProcessGroup,
+    name: str,
+    base: Path,
+    profile_text: str | None = None,
+    profile: str = "",
+    fowld_args: tuple[str, ...] = (),
+    settings: str | None = None,
+) -> Side:
+    """A private bus and a fowld on it, with one profile (or none), ``fowld_args`` and fowld.yaml."""
     if dbus_daemon() is None:
         pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
     profiles = base / "config" / "fowl" / "profiles"
     profiles.mkdir(parents=True)
+    if settings is not None:
+        (profiles.parent / "fowld.yaml").write_text(settings)
     bus = start_dbus_bus(group, base)
     env = _clean_env(DBUS_SESSION_BUS_ADDRESS=bus.address, XDG_CONFIG_HOME=str(base / "config"))
     # Relay only: the two fowlds then never leave loopback for a direct path.
-    daemon = group.spawn([sys.executable, "-m", "fowld", "--relay-only"], env=env, name=f"fowld-{name}")
+    argv = [sys.executable, "-m", "fowld", "--relay-only", *fowld_args]
+    daemon = group.spawn(argv, env=env, name=f"fowld-{name}")
     side = Side(name, env, profiles, daemon)
-    side.write_profile(profile, profile_text)
+    if profile_text is not None:
+        side.write_profile(profile, profile_text)
 
     def ready() -> bool:
         if daemon.poll() is not None:
