@@ -6,12 +6,14 @@ import argparse
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from twisted.internet.defer import CancelledError, ensureDeferred
 
-from fowlctl import adhoc, commands
+from fowlctl import adhoc, commands, forwards
 from fowlctl.errors import CtlError, ExitCode
 from fowlctl.output import Output
+from fowld import __version__
 
 EXIT_CODES = """\
 exit codes:
@@ -25,8 +27,11 @@ exit codes:
 
 MAIN_EPILOG = f"""\
 examples:
-  fowlctl invite ssh-share          start a session, print the code to give your peer
+  fowlctl invite --offer ssh=tcp:localhost:22   share my SSH server; prints the code for the peer
+  fowlctl accept 7-crossover-clockwork --want ssh=2222   the peer's SSH server at localhost:2222
+  fowlctl invite ssh-share          start a session from a profile, print the code
   fowlctl accept ssh-join 7-crossover-clockwork
+  fowlctl want 3 web 8080           one more forward in session 3 (also: offer, withdraw, unwant)
   fowlctl list                      every session, one line each
   fowlctl status 3                  details of session ssh-share-3 (id, number or prefix)
   fowlctl watch --json              live events as JSON lines
@@ -36,6 +41,7 @@ Run `fowlctl COMMAND --help` for each command's own examples.
 
 {EXIT_CODES}"""
 
+ANSWER_TIMEOUT = 60.0  # seconds accept waits for a peer to answer the code at all
 SESSION_HELP = "session id: the full id (ssh-share-3), its number (3), or a unique prefix (ssh-s)"
 WAIT_EPILOG = """\
 Without --no-wait, fowlctl waits until the peer is connected, then shows the
@@ -83,6 +89,48 @@ examples:
 examples:
   fowlctl start review            uses the `code:` written in review.yaml
   fowlctl start review --no-wait
+""",
+    ),
+    "offer": (
+        "offer the peer of a running session one more service",
+        """\
+ADDR is where the peer's streams for NAME end, as a profile's `connect`:
+tcp:HOST:PORT, HOST:PORT, PORT (on localhost) or unix:path=FILE. The peer
+reaches it once it wants NAME (fowlctl want SESSION NAME on its side).
+
+examples:
+  fowlctl offer adhoc-1 web tcp:localhost:8000
+  fowlctl offer 3 db unix:path=/run/postgresql/.s.PGSQL.5432
+""",
+    ),
+    "want": (
+        "listen for one more of the peer's services in a running session",
+        """\
+LISTEN is where local programs connect, as a profile's `listen`: PORT,
+tcp:PORT[:interface=ADDR] (loopback unless told) or unix:path=FILE. Without
+LISTEN, a free loopback port, shown once the peer offers NAME.
+
+examples:
+  fowlctl want adhoc-1 web 8080
+  fowlctl want 3 web              a free port; `fowlctl status 3` shows it
+""",
+    ),
+    "withdraw": (
+        "stop offering a service in a running session",
+        """\
+Connections already open through the service are closed.
+
+examples:
+  fowlctl withdraw adhoc-1 web
+""",
+    ),
+    "unwant": (
+        "stop listening for one of the peer's services in a running session",
+        """\
+The listener closes, and with it the connections made through it.
+
+examples:
+  fowlctl unwant adhoc-1 web
 """,
     ),
     "list": (
@@ -173,6 +221,7 @@ HANDLERS: dict[str, Callable[[commands.Context], object]] = {
     "close": commands.close,
     "ping": commands.ping,
     "watch": commands.watch,
+    **{name: partial(forwards.change, command=name) for name in forwards.CHANGES},
     "profiles": commands.profiles,
     "reload": commands.reload,
 }
@@ -216,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(suppress=False)],
     )
+    parser.add_argument("--version", action="version", version=f"fowlctl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_options(suppress=True)
     made = {}
@@ -235,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     made["start"].add_argument("profile", metavar="PROFILE", help="profile name (see `fowlctl profiles`)")
     for name in ("invite", "accept"):
         adhoc.add_inline_options(made[name])
+    made["accept"].add_argument(
+        "--answer-timeout",
+        type=_positive_seconds,
+        default=ANSWER_TIMEOUT,
+        metavar="SECONDS",
+        help="give up (and close the session) when no peer has answered the code within SECONDS, "
+        f"as when nobody is waiting with it (default {ANSWER_TIMEOUT:g})",
+    )
     made["invite"].add_argument(
         "--no-qr", action="store_true", help="do not show the code as a QR code (shown only on a terminal)"
     )
@@ -250,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     made["status"].add_argument("session", metavar="SESSION", nargs="?", help=SESSION_HELP)
     for name in ("close", "ping"):
         made[name].add_argument("session", metavar="SESSION", help=SESSION_HELP)
+    for name in forwards.CHANGES:
+        made[name].add_argument("session", metavar="SESSION", help=SESSION_HELP)
+        made[name].add_argument("name", metavar="NAME", help="the service's name, as both sides call it")
+    made["offer"].add_argument("address", metavar="ADDR", help="where the peer's streams end")
+    made["want"].add_argument("listen", metavar="LISTEN", nargs="?", help="where local programs connect")
     made["check"].add_argument("files", metavar="FILE", nargs="+", help="profile files (NAME.yaml)")
     return parser
 

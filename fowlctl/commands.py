@@ -23,7 +23,7 @@ from fowlctl.render import (
     session_details,
     sessions_table,
 )
-from fowlctl.watch import event_from_signal, event_json, event_line, owner_event
+from fowlctl.watch import event_from_signal, event_json, event_line, owner_event, present_event
 
 
 @dataclass
@@ -102,10 +102,11 @@ async def _start_and_wait(ctx: Context, begin) -> int:
         session_id = id_from_path(path)
         ctx.out.tell("Waiting for the peer to connect (Ctrl-C stops waiting; the session keeps running)...")
         try:
-            view = await follower.until_connected(path, session_id, ctx.args.timeout)
+            answer_timeout = getattr(ctx.args, "answer_timeout", None)
+            view = await follower.until_connected(path, session_id, ctx.args.timeout, answer_timeout)
         except TimedOut as e:
             await _close_quietly(fowld, path, session_id)
-            raise TimedOut(f"{e.message}; closed session {session_id}") from None
+            raise type(e)(f"{e.message}; closed session {session_id}") from None
         except CancelledError:
             ctx.out.tell(
                 f"Stopped waiting. Session {session_id} keeps running in fowld;"
@@ -243,7 +244,14 @@ async def watch(ctx: Context) -> int:
     fowld = await ctx.connect()
     lost: Deferred = Deferred()  # fails if the bus goes away
     try:
-        show = ctx.out.result
+        held: list | None = []  # events that arrive before the snapshot is out wait for it
+
+        def show(e) -> None:
+            if held is not None:
+                held.append(e)
+            else:
+                ctx.out.result(event_line(e), event_json(e))
+
         names: dict[str, str] = {}
 
         def on_signal(message) -> None:
@@ -251,11 +259,10 @@ async def watch(ctx: Context) -> int:
                 message.interface, message.member, message.path, message.body or (), names, time.time()
             )
             if e is not None:
-                show(event_line(e), event_json(e))
+                show(e)
 
         def on_owner(new_owner: str) -> None:
-            e = owner_event(new_owner, time.time())
-            show(event_line(e), event_json(e))
+            show(owner_event(new_owner, time.time()))
 
         def on_lost() -> None:
             if not lost.called:
@@ -263,9 +270,14 @@ async def watch(ctx: Context) -> int:
 
         await fowld.subscribe(on_signal, on_owner)
         fowld.on_bus_lost(on_lost)
-        for s in await fowld.sessions():  # to name sessions that started before we did
-            names[s.object_path] = s.id
         ctx.out.tell("Watching fowld's sessions; Ctrl-C stops.")
+        snapshot = sorted(await fowld.sessions(), key=lambda s: (s.created_usec, s.id))
+        pending, held = held, None
+        for s in snapshot:  # first what is there, then what happens
+            names.setdefault(s.object_path, s.id)
+            show(present_event(s, time.time()))
+        for e in pending:
+            show(e)
         try:
             await lost
         except CancelledError:

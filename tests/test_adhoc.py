@@ -13,14 +13,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_fowlctl import STEP_TIMEOUT, Side, _close_all, _json_line, _start_side, echo_server
+from test_fowlctl import STEP_TIMEOUT, Side, _close_all, _json_line, _start_side, _wait_until, echo_server
 
 from fowlctl import cli
 from fowlctl.errors import ExitCode
+from fowld import __version__
 from fowld.engine import rules
 from harness.servers import ProcessGroup, free_port, read_line
 
@@ -183,3 +185,99 @@ def test_fowld_refuses_a_bad_default_mailbox(tmp_path) -> None:
     assert result.stderr == (
         f"fowld: {tmp_path}/fowl/fowld.yaml:2: unknown key 'transit-rely' (did you mean 'transit-relay'?)\n"
     )
+
+
+def _connect_pair(alice: Side, bob: Side, processes, echo_server: int, mailbox) -> tuple[str, str]:
+    """An ad-hoc session offering echo on alice's side, wanted by bob; returns both session ids."""
+    invite = alice.spawn_ctl(processes, "invite", "--offer", f"echo={echo_server}", "--json")
+    first = _json_line(invite)
+    accepted = bob.ctl("accept", first["code"], "--want", "echo", "--mailbox", mailbox.url, "--json")
+    assert accepted.returncode == 0, accepted.stderr
+    assert invite.wait(STEP_TIMEOUT) == 0
+    return first["session"], json.loads(accepted.stdout.splitlines()[-1])["session"]["id"]
+
+
+def test_offer_want_withdraw_unwant_on_a_running_session(adhoc_pair, processes, echo_server, mailbox):
+    alice, bob = adhoc_pair
+    alice_id, bob_id = _connect_pair(alice, bob, processes, echo_server, mailbox)
+    listen = free_port()
+    offered = alice.ctl("offer", alice_id, "more", f"tcp:127.0.0.1:{echo_server}")
+    assert offered.returncode == 0, offered.stderr
+    assert offered.stdout.startswith(f"Session {alice_id} now offers more. Forwarding now:\n")
+    assert "  offers more -> tcp:host=127.0.0.1" in offered.stdout
+    wanted = bob.ctl_json("want", bob_id.rsplit("-", 1)[1], "more", str(listen))
+    assert wanted["session"] == bob_id
+    assert [c["name"] for c in wanted["clients"]] == ["echo", "more"]
+
+    def listening() -> bool:
+        (s,) = bob.sessions()
+        return any(c["name"] == "more" and c["state"] == "listening" for c in s["clients"])
+
+    _wait_until(listening, what="bob listening for 'more'")
+    _echo_through(listen, 4000)
+
+    unwanted = bob.ctl("unwant", bob_id, "more")
+    assert unwanted.returncode == 0, unwanted.stderr
+    assert unwanted.stdout.startswith(f"Session {bob_id} no longer wants more.")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", listen), timeout=5).close()
+    withdrawn = alice.ctl_json("withdraw", alice_id, "more")
+    assert [s["name"] for s in withdrawn["services"]] == ["echo"]
+    again = alice.ctl("withdraw", alice_id, "more")
+    assert again.returncode == ExitCode.FAILED
+    assert again.stderr == f"fowlctl: session {alice_id} offers no service 'more'\n"
+    bad = bob.ctl("want", bob_id, "x", "tcp:nope")
+    assert bad.returncode == ExitCode.FAILED and bad.stderr.startswith("fowlctl: listen address 'tcp:nope'")
+    _close_all(alice, bob)
+
+
+def test_watch_starts_with_a_snapshot(adhoc_pair, processes, echo_server, mailbox):
+    alice, bob = adhoc_pair
+    alice_id, _ = _connect_pair(alice, bob, processes, echo_server, mailbox)
+    watch = alice.spawn_ctl(processes, "watch", "--json")
+    present = _json_line(watch)
+    assert (present["event"], present["session"], present["state"]) == (
+        "session-present",
+        alice_id,
+        "connected",
+    )
+    assert present["profile"] == "adhoc" and present["open_connections"] == 0
+    _close_all(alice, bob)
+    events = [_json_line(watch) for _ in range(3)]
+    assert [(e["event"], e["session"]) for e in events] == [
+        ("state-changed", alice_id),
+        ("state-changed", alice_id),
+        ("session-removed", alice_id),
+    ]
+    watch.terminate()
+
+
+def test_accept_gives_up_when_nobody_holds_the_code(adhoc_pair, mailbox):
+    _, bob = adhoc_pair
+    started = time.monotonic()
+    result = bob.ctl(
+        "accept",
+        "917-nobody-here",
+        "--want",
+        "x",
+        "--mailbox",
+        mailbox.url,
+        "--answer-timeout",
+        "3",
+        "--json",
+    )
+    assert result.returncode == ExitCode.TIMEOUT
+    error = json.loads(result.stdout.splitlines()[-1])["error"]
+    assert error["name"] == "org.fowl.fowlctl.Error.NobodyAnswered"
+    assert re.fullmatch(
+        r"nobody answered the code within 3 s \(check the code with your peer: their invite must still be"
+        r" waiting\); closed session adhoc-\d+",
+        error["message"],
+    )
+    assert 3 <= time.monotonic() - started < STEP_TIMEOUT
+    _wait_until(lambda: not bob.sessions(), what="the unanswered session closed")
+
+
+def test_version() -> None:
+    result = subprocess.run([sys.executable, "-m", "fowlctl", "--version"], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, f"fowlctl {__version__}\n")
