@@ -19,6 +19,7 @@ from twisted.logger import (
 )
 
 from fowld import __version__
+from fowld.daemon import journal
 from fowld.daemon.options import DAEMON_PEER_LOST_TIMEOUT, SessionOptions
 from fowld.engine import rules
 from fowld.engine.config import (
@@ -121,13 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
         f"ends (default {DEFAULT_PEER_LOST_TIMEOUT:g}); 0 never",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    parser.add_argument(
+        "--log-priorities",
+        action="store_true",
+        help="start each log line with its syslog priority, <3> for errors to <7> for debug "
+        "(automatic when stderr is systemd's journal)",
+    )
     return parser
 
 
-def start_logging(verbosity: int) -> None:
+def start_logging(verbosity: int, priorities: bool = False) -> None:
+    """Log to stderr; lines carry their syslog priority for the journal (when stderr is it, or asked)."""
     level = {0: LogLevel.warn, 1: LogLevel.info}.get(verbosity, LogLevel.debug)
     predicate = LogLevelFilterPredicate(defaultLogLevel=level)
-    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    prefixed = priorities or journal.stderr_is_journal()
+    journal.use_priorities(prefixed)
+    writer = journal.JournalObserver(sys.stderr) if prefixed else textFileLogObserver(sys.stderr)
+    observer = FilteringLogObserver(writer, [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
@@ -144,7 +155,7 @@ def raise_file_limit() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    start_logging(args.verbose)
+    start_logging(args.verbose, args.log_priorities)
     raise_file_limit()
     try:
         rules.check_code_length(args.code_length, "--code-length")
@@ -190,11 +201,11 @@ def run_daemon(args: argparse.Namespace) -> int:
             {k: v for k, v in given.items() if v}, "the command line", load_settings(settings_file())
         )
     except ProfileError as e:
-        print(f"fowld: {e}", file=sys.stderr)
+        journal.tell_error(str(e))
         return 2
     timeout = DAEMON_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout
     if not 0 <= timeout <= MAX_PEER_LOST_TIMEOUT:
-        print(f"fowld: --peer-lost-timeout must be 0-{MAX_PEER_LOST_TIMEOUT:g} seconds", file=sys.stderr)
+        journal.tell_error(f"--peer-lost-timeout must be 0-{MAX_PEER_LOST_TIMEOUT:g} seconds")
         return 2
     options = SessionOptions(
         relay_only=args.relay_only,

@@ -9,7 +9,6 @@ only then does the bus connection go.
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from fowld.daemon import journal
 from fowld.daemon.manager import Manager
 from fowld.daemon.notify import Notifier, NotifyService
 from fowld.daemon.options import SessionOptions
@@ -117,7 +117,7 @@ class Daemon(MultiService):
 
     def fail(self, message: str) -> None:
         """Stop with a non-zero exit status, saying why on stderr."""
-        print(f"fowld: {message}", file=sys.stderr, flush=True)
+        journal.tell_error(message)
         self.exit_code = 1
         try:
             self._reactor.stop()
