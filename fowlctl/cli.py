@@ -180,6 +180,19 @@ examples:
   fowlctl watch --json            JSON lines: {"time", "event", "session", ...}
 """,
     ),
+    "top": (
+        "a live view of sessions and connections, with rates and totals (on a terminal)",
+        """\
+Redraws every second (--interval): each session with its state, peer path,
+connections (open/all), rates and totals in and out, and beneath it each
+open connection with its own. Ctrl-C quits. For scripts, use `fowlctl watch
+--json` or `fowlctl list --json`: top draws only on a terminal.
+
+examples:
+  fowlctl top
+  fowlctl top --interval 5
+""",
+    ),
     "profiles": (
         "list the profiles fowld loaded, and the files it could not load",
         """\
@@ -221,6 +234,7 @@ HANDLERS: dict[str, Callable[[commands.Context], object]] = {
     "close": commands.close,
     "ping": commands.ping,
     "watch": commands.watch,
+    "top": commands.top,
     **{name: partial(forwards.change, command=name) for name in forwards.CHANGES},
     "profiles": commands.profiles,
     "reload": commands.reload,
@@ -313,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         made[name].add_argument("name", metavar="NAME", help="the service's name, as both sides call it")
     made["offer"].add_argument("address", metavar="ADDR", help="where the peer's streams end")
     made["want"].add_argument("listen", metavar="LISTEN", nargs="?", help="where local programs connect")
+    made["top"].add_argument(
+        "--interval", type=_positive_seconds, default=1.0, metavar="SECONDS", help="seconds between redraws"
+    )
     made["check"].add_argument("files", metavar="FILE", nargs="+", help="profile files (NAME.yaml)")
     return parser
 
@@ -374,6 +391,10 @@ def main(argv: Sequence[str] | None = None, reactor=None) -> None:
     if args.command in ("invite", "accept"):
         adhoc.resolve(_command_parser(parser, args.command), args)
     out = Output(json_mode=args.json)
+    if args.command == "top" and not out.is_terminal():
+        _command_parser(parser, "top").error(
+            "top draws on a terminal; for scripts use `fowlctl watch --json` or `fowlctl list --json`"
+        )
     if args.command == "check":
         sys.exit(commands.check(args, out))
     if reactor is None:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
 
 from fowlctl.bus import SLOW_CALL_TIMEOUT, Fowld
 from fowlctl.check import check_files, result_json, summary_line
@@ -23,6 +24,7 @@ from fowlctl.render import (
     session_details,
     sessions_table,
 )
+from fowlctl.top import ENTER, HOME_AND_CLEAR, LEAVE, reading, top_screen
 from fowlctl.watch import event_from_signal, event_json, event_line, owner_event, present_event
 
 
@@ -287,6 +289,27 @@ async def watch(ctx: Context) -> int:
             lost.callback(None)  # our own disconnect is no loss
         fowld.disconnect()
     return ExitCode.OK
+
+
+async def top(ctx: Context) -> int:
+    """Redraw the live view every interval until Ctrl-C."""
+    fowld = await ctx.connect()
+    write = ctx.out.draw
+    write(ENTER)
+    try:
+        before: dict = {}
+        then = ctx.reactor.seconds()
+        while True:
+            sessions = await fowld.sessions()
+            now = ctx.reactor.seconds()
+            write(HOME_AND_CLEAR + top_screen(sessions, before, now - then, time.time()) + "\n")
+            before, then = reading(sessions), now
+            await deferLater(ctx.reactor, ctx.args.interval, lambda: None)
+    except CancelledError:
+        return ExitCode.OK
+    finally:
+        write(LEAVE)
+        fowld.disconnect()
 
 
 # --- Offline ----------------------------------------------------------------------------------

@@ -71,7 +71,10 @@ def peer_summary(s: SessionView) -> str:
 
 def sessions_table(sessions: Sequence[SessionView]) -> str:
     if not sessions:
-        return "No sessions. Start one with `fowlctl invite PROFILE` or `fowlctl accept PROFILE CODE`."
+        return (
+            "No sessions. Start one with `fowlctl invite --offer NAME=ADDR`"
+            " or `fowlctl accept CODE --want NAME` (or with a PROFILE)."
+        )
     rows = [
         (
             s.id,

@@ -208,6 +208,7 @@ PROPS = {
     "Restarts": 0,
 }
 SESSION_KEYS = {
+    "connections",
     "id",
     "object_path",
     "profile",

@@ -168,13 +168,14 @@ SESSION = Interface(
         Property("BytesOut", "t"),
         Property("OpenConnections", "u"),
         Property("TotalConnections", "t"),
+        Property("Connections", "a(ussttt)"),
         Property("CreatedUSec", "t", emits="const"),
         Property("Restarts", "u"),
     ),
 )
 
 # Session properties whose changes are announced at most twice a second.
-SESSION_COUNTERS = frozenset({"BytesIn", "BytesOut", "OpenConnections", "TotalConnections"})
+SESSION_COUNTERS = frozenset({"BytesIn", "BytesOut", "OpenConnections", "TotalConnections", "Connections"})
 
 PROPERTIES = Interface(
     PROPERTIES_INTERFACE,
