@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from twisted.internet.defer import CancelledError, ensureDeferred
-
 from fowlctl import adhoc, commands, forwards
-from fowlctl.errors import CtlError, ExitCode
 from fowlctl.output import Output
+from fowlctl.runner import run_async
 from fowld import __version__
 
 EXIT_CODES = """\
@@ -332,51 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     made["check"].add_argument("files", metavar="FILE", nargs="+", help="profile files (NAME.yaml)")
     return parser
-
-
-def run_async(command: Callable[[commands.Context], object], ctx: commands.Context) -> int:
-    """Run one async command on the reactor; Ctrl-C cancels it (commands decide what that means)."""
-    reactor = ctx.reactor
-    outcome: list = []
-
-    def start() -> None:
-        d = ensureDeferred(command(ctx))
-        # Ctrl-C cancels the command where it waits, instead of stopping the reactor under it.
-        signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(d.cancel))
-        d.addBoth(finish)
-
-    def finish(result) -> None:
-        outcome.append(result)
-        reactor.stop()
-
-    reactor.callWhenRunning(start)
-    reactor.run()
-    if not outcome:  # stopped by a signal other than SIGINT
-        return ExitCode.INTERRUPTED
-    result = outcome[0]
-    if isinstance(result, int):
-        return int(result)
-    return _report_failure(result, ctx.out)
-
-
-def _report_failure(failure, out: Output) -> int:
-    error = failure.value
-    if isinstance(error, CancelledError):
-        out.tell("fowlctl: interrupted")
-        return ExitCode.INTERRUPTED
-    if not isinstance(error, CtlError):
-        out.tell(f"fowlctl: unexpected error: {failure.getTraceback()}")
-        return ExitCode.FAILED
-    return report_error(error, out)
-
-
-def report_error(error: CtlError, out: Output) -> int:
-    out.tell(f"fowlctl: {error.message}")
-    if out.json_mode:
-        out.result(
-            "", {"error": {"name": error.name, "message": error.message, "exit_code": int(error.exit_code)}}
-        )
-    return int(error.exit_code)
 
 
 def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -18,7 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_fowlctl import STEP_TIMEOUT, Side, _close_all, _json_line, _start_side, _wait_until, echo_server
+from test_fowlctl import (
+    STEP_TIMEOUT,
+    Side,
+    _close_all,
+    _json_line,
+    _start_side,
+    _wait_until,
+    echo_server,
+    echo_through,
+)
 
 from fowlctl import cli
 from fowlctl.errors import ExitCode
@@ -41,18 +50,6 @@ def adhoc_pair(tmp_path_factory, mailbox, transit_relay) -> Iterator[tuple[Side,
             yield alice, bob
         finally:
             group.stop_all()
-
-
-def _echo_through(port: int, size: int = 20000) -> None:
-    payload = os.urandom(size)
-    with socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT) as s:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            chunk = s.recv(65536)
-            assert chunk, "the tunnel closed early"
-            got += chunk
-    assert got == payload
 
 
 def test_invite_offer_and_accept_want_forward_bytes(
@@ -80,7 +77,7 @@ def test_invite_offer_and_accept_want_forward_bytes(
     )
     assert invite.wait(STEP_TIMEOUT) == 0
     assert "offers echo -> tcp:host=127.0.0.1" in invite.stdout.read().decode()
-    _echo_through(port)
+    echo_through(port, 20000)
     (bob_session,) = bob.sessions()
     assert (bob_session["profile"], bob_session["mailbox_url"]) == ("adhoc", mailbox.url)
     (alice_session,) = alice.sessions()
@@ -101,7 +98,7 @@ def test_want_with_a_fixed_port_and_json(adhoc_pair, processes, echo_server, mai
     connected = json.loads(accepted.stdout.splitlines()[-1])
     (client,) = connected["session"]["clients"]
     assert (client["name"], client["port"], client["state"]) == ("echo", listen, "listening")
-    _echo_through(listen, 3000)
+    echo_through(listen, 3000)
     _close_all(alice, bob)
 
 
@@ -214,7 +211,7 @@ def test_offer_want_withdraw_unwant_on_a_running_session(adhoc_pair, processes, 
         return any(c["name"] == "more" and c["state"] == "listening" for c in s["clients"])
 
     _wait_until(listening, what="bob listening for 'more'")
-    _echo_through(listen, 4000)
+    echo_through(listen, 4000)
 
     unwanted = bob.ctl("unwant", bob_id, "more")
     assert unwanted.returncode == 0, unwanted.stderr

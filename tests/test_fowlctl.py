@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fowlctl import cli
+from fowlctl import cli, runner
 from fowlctl.bus import session_bus_address
 from fowlctl.errors import (
     NOT_RUNNING_MESSAGE,
@@ -140,7 +140,7 @@ def test_remote_errors_become_messages_and_exit_codes() -> None:
 
 def test_json_errors_carry_name_message_and_exit_code() -> None:
     stdout, stderr = io.StringIO(), io.StringIO()
-    code = cli.report_error(FowldNotRunning(), Output(True, stdout, stderr))
+    code = runner.report_error(FowldNotRunning(), Output(True, stdout, stderr))
     assert code == 3
     assert json.loads(stdout.getvalue()) == {
         "error": {"name": "org.fowl.fowlctl.Error.NotRunning", "message": NOT_RUNNING_MESSAGE, "exit_code": 3}
@@ -586,6 +586,20 @@ def pair(tmp_path_factory, mailbox, transit_relay, echo_server) -> Iterator[tupl
             group.stop_all()
 
 
+def echo_through(port: int, size: int) -> bytes:
+    """Send ``size`` random bytes to the echo service behind ``port`` and check they come back."""
+    payload = os.urandom(size)
+    with socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            assert chunk, "the tunnel closed early"
+            got += chunk
+    assert got == payload
+    return payload
+
+
 def _json_line(process: subprocess.Popen, timeout: float = STEP_TIMEOUT) -> dict:
     return json.loads(read_line(process.stdout, timeout))
 
@@ -626,15 +640,7 @@ def test_invite_accept_forward_list_status_ping_close(pair, processes, echo_serv
     assert client["state"] == "listening" and client["port"] > 0
 
     # Real bytes through the tunnel, then the counters that show them.
-    payload = os.urandom(5000)
-    with socket.create_connection(("127.0.0.1", client["port"]), timeout=STEP_TIMEOUT) as s:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            chunk = s.recv(65536)
-            assert chunk, "the tunnel closed early"
-            got += chunk
-    assert got == payload
+    payload = echo_through(client["port"], 5000)
 
     def counted() -> dict | None:
         (s,) = bob.sessions()
