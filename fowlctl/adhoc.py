@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from fowld.dbus.values import typed
 from fowld.engine import rules
 
-ACCEPT_WORDS_HELP = (
-    "the code your peer gave you (7-crossover-clockwork), after a PROFILE if you use one: "
-    "one word is the code, two are PROFILE CODE"
-)
+CODE_HELP = "the code your peer gave you, e.g. 7-crossover-clockwork (one word is the code)"
 PLACEHOLDER_ADDRESS = "ADDR"
 
 
@@ -107,10 +104,7 @@ def looks_like_code(word: str) -> bool:
 def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Set ``args.profile``, ``args.code`` and ``args.inline`` for invite and accept; usage errors exit 2."""
     if args.command == "accept":
-        words = args.words
-        if len(words) > 2:
-            parser.error("accept takes [PROFILE] CODE: at most two words")
-        args.profile, args.code = (None, words[0]) if len(words) == 1 else words
+        # argparse gives a lone word to CODE, two words to PROFILE and CODE.
         if args.profile is None and not looks_like_code(args.code):
             parser.error(
                 f"{args.code!r} is not a code (codes start with a number and a dash, like"

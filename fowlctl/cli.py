@@ -292,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     made["invite"].add_argument(
         "profile", metavar="PROFILE", nargs="?", help="profile name; or use --offer/--want"
     )
-    made["accept"].add_argument("words", metavar="[PROFILE] CODE", nargs="+", help=adhoc.ACCEPT_WORDS_HELP)
+    made["accept"].add_argument(
+        "profile", metavar="PROFILE", nargs="?", help="profile name; or use --want/--offer"
+    )
+    made["accept"].add_argument("code", metavar="CODE", help=adhoc.CODE_HELP)
     made["start"].add_argument("profile", metavar="PROFILE", help="profile name (see `fowlctl profiles`)")
     for name in ("invite", "accept"):
         adhoc.add_inline_options(made[name])

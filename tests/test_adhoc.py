@@ -126,7 +126,7 @@ def test_inline_profiles_are_validated_as_files_are(adhoc_pair):
         (["accept", "7-a-b"], "say what to forward: accept PROFILE"),
         (["accept", "share"], "'share' is not a code (codes start with a number and a dash"),
         (["accept", "7-a-b", "share"], "the code comes last: fowlctl accept PROFILE CODE"),
-        (["accept", "a", "7-a-b", "c"], "accept takes [PROFILE] CODE: at most two words"),
+        (["accept", "a", "7-a-b", "c"], "unrecognized arguments: c"),
         (["invite", "share", "--offer", "a=22"], "give either a PROFILE or --offer/--want"),
         (["invite", "share", "--mailbox", "ws://x/v1"], "give either a PROFILE or --offer/--want"),
         (["invite", "--offer", "ssh"], "expected NAME=ADDR (e.g. ssh=tcp:localhost:22), got 'ssh'"),
@@ -138,13 +138,12 @@ def test_ambiguous_or_incomplete_command_lines_exit_2(argv, message, capsys) -> 
         cli.main(argv)
     assert exited.value.code == ExitCode.USAGE
     err = capsys.readouterr().err
-    assert f"usage: fowlctl {argv[0]}" in err and message in err
+    assert "usage: fowlctl" in err and message in err
 
 
 def test_profile_and_code_still_parse() -> None:
     parser = cli.build_parser()
     args = parser.parse_args(["accept", "share", "7-a-b"])
-    assert args.words == ["share", "7-a-b"]
     cli.adhoc.resolve(parser, args)
     assert (args.profile, args.code, args.inline) == ("share", "7-a-b", None)
     args = parser.parse_args(["accept", "7-a-b", "--want", "ssh", "--want", "web=8080", "--offer", "x=22"])
