@@ -18,7 +18,7 @@ exit codes:
   1  fowld refused or failed the request, the session failed, or a profile is invalid
   2  bad command line
   3  no session bus, or fowld is not running on it
-  4  timed out (--timeout, or fowld did not answer)
+  4  timed out (--timeout, nobody answered accept's code, or fowld did not answer)
   130  interrupted while waiting (the session keeps running)
 """
 
