@@ -7,7 +7,6 @@ status) follow it through ``ManagerListener`` callbacks.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -22,12 +21,11 @@ from fowld.daemon.profiles import Profile, ProfileChanges, ProfileError, profile
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.store import ProfileStore
 from fowld.daemon.supervisor import Mode, SupervisedSession
-from fowld.engine import events
+from fowld.engine import events, rules
 
 log = Logger()
 CODE_TIMEOUT = 30.0  # seconds Invite waits for the mailbox to allocate a code
 STOP_TIMEOUT = 8.0  # seconds all sessions together get to close when the daemon stops
-_CODE = re.compile(r"[0-9]+-\S+")
 INLINE_PROFILE_NAME = "adhoc"  # sessions of inline profiles are adhoc-1, adhoc-2, ...
 INLINE_SOURCE = "inline profile"  # where its errors come from, in place of FILE:LINE
 INLINE_OPTIONS = ("name",)
@@ -97,11 +95,12 @@ class Manager(MultiService):
 
     def accept_profile(self, profile: Profile, code: str) -> SupervisedSession:
         """Start a session with a code the peer gave us."""
-        code = code.strip()
-        if not code:
+        if not code.strip():
             raise InvalidArgs("the code is empty")
-        if not _CODE.fullmatch(code):
-            raise InvalidArgs("a code looks like NUMBER-word-word..., e.g. 7-guitarist-revenge")
+        try:
+            code = rules.check_code(code)  # the engine's own rule: what passes here, it takes
+        except rules.RuleError as e:
+            raise InvalidArgs(str(e)) from None
         return self._launch(profile, Mode.ACCEPT, code)
 
     def start(self, profile_name: str) -> SupervisedSession:
