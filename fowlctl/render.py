@@ -35,6 +35,11 @@ def qr_code(text: str) -> str:
     return drawn.getvalue().rstrip("\n")
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``: the noun agrees with the number."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def format_duration(seconds: float) -> str:
     """A coarse, readable duration: ``42 s``, ``5 min``, ``2 h 5 min``, ``3 d 4 h``."""
     s = max(0, int(seconds))

@@ -10,7 +10,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 
 from fowlctl.model import SessionView
-from fowlctl.render import format_bytes, format_duration, peer_summary, table
+from fowlctl.render import counted, format_bytes, format_duration, peer_summary, table
 
 # A reading: (bytes_in, bytes_out) by session id, and by (session id, connection id).
 Reading = Mapping[object, tuple[int, int]]
@@ -44,8 +44,8 @@ def top_screen(sessions: Sequence[SessionView], before: Reading, elapsed: float,
     ordered = sorted(sessions, key=lambda s: (s.created_usec, s.id))
     open_count = sum(s.open_connections for s in ordered)
     clock = datetime.datetime.fromtimestamp(now).strftime("%H:%M:%S")
-    noun = "session" if len(ordered) == 1 else "sessions"
-    header = f"fowld: {len(ordered)} {noun}, {open_count} open connections  {clock}  (Ctrl-C quits)"
+    what = f"{counted(len(ordered), 'session')}, {counted(open_count, 'open connection')}"
+    header = f"fowld: {what}  {clock}  (Ctrl-C quits)"
     if not ordered:
         return f"{header}\n\nNo sessions."
     rows = []

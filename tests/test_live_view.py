@@ -39,7 +39,7 @@ def test_top_screen_shows_rates_and_totals_per_session_and_connection() -> None:
     )
     now = _session(BytesIn=2048 + 2 * 2**20, BytesOut=100 + 2048, Connections=[conn], OpenConnections=1)
     lines = top_screen([now], before, 2.0, NOW).splitlines()
-    assert lines[0].startswith("fowld: 1 session, 1 open connections  ")
+    assert lines[0].startswith("fowld: 1 session, 1 open connection  ")
     assert lines[2].split() == ["SESSION", "STATE", "PEER", "CONNS", "RATE(IN/OUT)", "TOTAL(IN/OUT)"]
     assert re.fullmatch(
         r"web-4 +connected +direct +1/\d+ +1\.0 MiB/s / 1\.0 KiB/s +2\.0 MiB / 2\.1 KiB", lines[3]
@@ -128,7 +128,7 @@ def test_top_in_a_terminal_follows_a_busy_connection(adhoc_pair, processes, echo
     try:
         screen = top.read_until(rb"#1 echo \(incoming, \d+ s\) +[1-9][0-9.]* [KM]iB/s / ")
         assert b"\x1b[?1049h" in screen  # the alternate screen, as top uses
-        assert re.search(rb"fowld: 1 session, 1 open connections", screen)
+        assert re.search(rb"fowld: 1 session, 1 open connection  ", screen)
         assert re.search(alice_id.encode() + rb" +connected +relay +1/1 ", screen)
     finally:
         stop.set()
