@@ -6,6 +6,7 @@ rule's script; the test then finds the code, the verifier and the failure there.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -122,3 +123,27 @@ def test_notifications_for_code_peer_and_failure(desktop, processes, mailbox, tr
     failed = next(s for s in _shown(record) if s[1] == "adhoc-3 failed")
     assert failed[2].startswith("wrong code: "), failed
     assert notify.poll() is None  # still following
+
+
+def _notify_module():
+    spec = importlib.util.spec_from_file_location("notify_example", NOTIFY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_which_changes_deserve_a_notification() -> None:
+    messages = _notify_module().messages
+    waiting = {"Id": "adhoc-1", "State": "waiting", "Code": "7-a-b"}
+    assert messages({"Id": "adhoc-1", "State": "starting"}, waiting) == [
+        ("adhoc-1: waiting for the peer", "The code is 7-a-b")
+    ]
+    connected = {**waiting, "State": "connected"}
+    assert messages(waiting, connected) == []  # no verifier yet: wait for it
+    verified = {**connected, "Verifier": "0123456789abcdef"}
+    assert messages(connected, verified) == [
+        ("adhoc-1: peer connected", "Verifier 0123 4567 89ab cdef: compare it with your peer's.")
+    ]
+    assert messages(verified, {**verified, "Path": "relay"}) == []  # said once
+    failed = {**verified, "State": "failed", "StateReason": "wrong code: x"}
+    assert messages(verified, failed) == [("adhoc-1 failed", "wrong code: x")]

@@ -21,6 +21,7 @@ from fowlctl.errors import ExitCode
 from fowlctl.model import session_from_properties
 from fowlctl.render import qr_code
 from fowlctl.top import LEAVE, reading, top_screen
+from fowlctl.watch import event_json, event_line, present_event
 
 __all__ = ["adhoc_pair", "echo_server"]  # fixtures these tests use
 
@@ -151,3 +152,19 @@ def test_invite_shows_a_qr_code_on_a_terminal_only(adhoc_pair, processes) -> Non
     piped = alice.ctl("invite", "--offer", "web=8000", "--no-wait")
     assert piped.returncode == 0 and "Or they scan" not in piped.stdout
     _close_all(alice)
+
+
+def test_watch_snapshot_line() -> None:
+    e = present_event(_session(OpenConnections=2), NOW)
+    assert event_line(e).endswith("  web-4  present (profile web): connected, 2 open, 2.0 KiB in, 100 B out")
+    assert event_json(e) == {
+        "time": "2026-11-28T04:08:20.000Z",
+        "event": "session-present",
+        "session": "web-4",
+        "profile": "web",
+        "state": "connected",
+        "reason": "",
+        "open_connections": 2,
+        "bytes_in": 2048,
+        "bytes_out": 100,
+    }
