@@ -72,13 +72,15 @@ class Fowld:
         """Make sure fowld owns its name, starting it by D-Bus activation where the bus can."""
         if await self._call(DBUS, DBUS_PATH, DBUS, "NameHasOwner", "s", [BUS_NAME]):
             return
-        if BUS_NAME not in await self._call(DBUS, DBUS_PATH, DBUS, "ListActivatableNames"):
-            raise FowldNotRunning()
         try:
-            # Answers once fowld owns its name (the bus gives up after its own timeout).
+            # Answers once fowld owns its name (the bus gives up after its own timeout). A bus
+            # looks through its service directories again for a name it does not know, so an
+            # activation file installed after the bus started is found here.
             await self._call(
                 DBUS, DBUS_PATH, DBUS, "StartServiceByName", "su", [BUS_NAME, 0], timeout=ACTIVATION_TIMEOUT
             )
+        except FowldNotRunning:
+            raise  # ServiceUnknown: neither running nor activatable
         except TimedOut:
             raise TimedOut(
                 f"fowld did not start within {ACTIVATION_TIMEOUT:g} s of being activated"

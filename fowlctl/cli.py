@@ -354,4 +354,4 @@ def main(argv: Sequence[str] | None = None, reactor=None) -> None:
         sys.exit(commands.check(args, out))
     if reactor is None:
         from twisted.internet import reactor
-    sys.exit(run_async(HANDLERS[args.command], commands.Context(args, out, reactor)))
+    run_async(HANDLERS[args.command], commands.Context(args, out, reactor))

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install the system programs fowld's tests and demo use, when they are missing.
+# Install the system programs fowld's tests and demo use, when they are missing
+# (man renders the man pages in tests/test_manpages.py).
 # Only root can install; anyone else gets a clear message naming the packages.
 set -eu
 missing=""
@@ -9,6 +10,9 @@ command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v gdbus >/dev/null 2>&1 || missing="$missing libglib2.0-bin"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v ss >/dev/null 2>&1 || missing="$missing iproute2"
+command -v man >/dev/null 2>&1 || missing="$missing man-db"
+# The user bus under systemd, for the tests that boot systemd in private namespaces.
+[ -e /usr/lib/systemd/user/dbus.socket ] || missing="$missing dbus-user-session"
 [ -z "$missing" ] && exit 0
 packages=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then
