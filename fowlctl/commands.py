@@ -272,7 +272,6 @@ async def watch(ctx: Context) -> int:
 
         await fowld.subscribe(on_signal, on_owner)
         fowld.on_bus_lost(on_lost)
-        ctx.out.tell("Watching fowld's sessions; Ctrl-C stops.")
         snapshot = sorted(await fowld.sessions(), key=lambda s: (s.created_usec, s.id))
         pending, held = held, None
         for s in snapshot:  # first what is there, then what happens
@@ -280,6 +279,7 @@ async def watch(ctx: Context) -> int:
             show(present_event(s, time.time()))
         for e in pending:
             show(e)
+        ctx.out.tell("Watching fowld's sessions; Ctrl-C stops.")
         try:
             await lost
         except CancelledError:

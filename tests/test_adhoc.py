@@ -24,7 +24,6 @@ from test_fowlctl import (
     _close_all,
     _json_line,
     _start_side,
-    _wait_until,
     echo_server,
     echo_through,
 )
@@ -34,6 +33,7 @@ from fowlctl.errors import ExitCode
 from fowld import __version__
 from fowld.engine import rules
 from harness.servers import ProcessGroup, free_port, read_line
+from harness.wait import until
 
 __all__ = ["echo_server"]  # a fixture these tests use
 
@@ -209,7 +209,7 @@ def test_offer_want_withdraw_unwant_on_a_running_session(adhoc_pair, processes, 
         (s,) = bob.sessions()
         return any(c["name"] == "more" and c["state"] == "listening" for c in s["clients"])
 
-    _wait_until(listening, what="bob listening for 'more'")
+    until(listening, "bob listening for 'more'", STEP_TIMEOUT, 0.1)
     echo_through(listen, 4000)
 
     unwanted = bob.ctl("unwant", bob_id, "more")
@@ -271,7 +271,7 @@ def test_accept_gives_up_when_nobody_holds_the_code(adhoc_pair, mailbox):
         error["message"],
     )
     assert 3 <= time.monotonic() - started < STEP_TIMEOUT
-    _wait_until(lambda: not bob.sessions(), what="the unanswered session closed")
+    until(lambda: not bob.sessions(), "the unanswered session closed", STEP_TIMEOUT, 0.1)
 
 
 def test_version() -> None:

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_fowlctl import FOWLCTL, _clean_env, _wait_until
+from test_fowlctl import FOWLCTL, _clean_env
 
 from harness.servers import REPO_ROOT, ProcessGroup, read_line
+from harness.wait import until
 
 NOTIFY = REPO_ROOT / "examples" / "notify.py"
 RUN_TIMEOUT = 60.0
@@ -71,7 +72,7 @@ def desktop(dbus_bus, processes: ProcessGroup, tmp_path: Path) -> dict:
         )  # fmt: skip
         return '"dunst"' in result.stdout
 
-    _wait_until(serving, RUN_TIMEOUT, "dunst on the bus")
+    until(serving, "dunst on the bus", RUN_TIMEOUT, 0.1)
     return {"env": env, "record": record}
 
 
@@ -89,7 +90,7 @@ def test_notifications_for_code_peer_and_failure(desktop, processes, mailbox, tr
     def fowlctl(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*FOWLCTL, *args], env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
-    _wait_until(lambda: fowlctl("profiles").returncode == 0, RUN_TIMEOUT, "fowld on its bus")
+    until(lambda: fowlctl("profiles").returncode == 0, "fowld on its bus", RUN_TIMEOUT, 0.1)
     notify = processes.spawn([sys.executable, str(NOTIFY)], env=env, stderr=subprocess.PIPE, name="notify")
     assert b"following fowld's sessions" in read_line(notify.stderr, RUN_TIMEOUT)
 
@@ -119,7 +120,7 @@ def test_notifications_for_code_peer_and_failure(desktop, processes, mailbox, tr
         failed = [s for s in shown if s[1] == "adhoc-3 failed"]
         return wanted <= shown and bool(failed)
 
-    _wait_until(all_shown, RUN_TIMEOUT, f"the notifications (shown so far: {_shown(record)})")
+    until(all_shown, lambda: f"the notifications (shown so far: {_shown(record)})", RUN_TIMEOUT, 0.1)
     failed = next(s for s in _shown(record) if s[1] == "adhoc-3 failed")
     assert failed[2].startswith("wrong code: "), failed
     assert notify.poll() is None  # still following

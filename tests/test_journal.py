@@ -11,10 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_fowlctl import FOWLCTL, _clean_env, _wait_until
+from test_fowlctl import FOWLCTL, _clean_env
 
 from fowld.daemon import journal
 from harness.servers import ProcessGroup, read_line
+from harness.wait import until
 
 RUN_TIMEOUT = 60.0
 PREFIXED = re.compile(r"<[2-7]>")
@@ -79,7 +80,7 @@ def test_fowld_under_the_journal_logs_priorities_and_no_code(
     def fowlctl(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*FOWLCTL, *args], env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
-    _wait_until(lambda: fowlctl("profiles").returncode == 0, RUN_TIMEOUT, "fowld on its bus")
+    until(lambda: fowlctl("profiles").returncode == 0, "fowld on its bus", RUN_TIMEOUT, 0.1)
     invite = processes.spawn(
         [*FOWLCTL, "invite", "--offer", "web=8080", "--json"], env=env, stdout=subprocess.PIPE, name="invite"
     )
