@@ -4,7 +4,7 @@ VENV := .venv
 UPSTREAM := .venv-upstream
 PY := $(VENV)/bin/python
 
-.PHONY: setup system-deps demo test lint bench bench-daemon man completions deb clean
+.PHONY: setup system-deps bench-deps demo test lint bench bench-daemon man completions deb clean
 
 setup: system-deps $(VENV)/.installed $(UPSTREAM)/.installed
 
@@ -34,7 +34,12 @@ lint: setup
 test: setup lint
 	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(VENV)/bin/pytest -q
 
-bench: setup
+# sshd and ssh for the forwarding benchmark's OpenSSH row. Not fatal: without them (or
+# without root) the benchmark skips that row and says so.
+bench-deps:
+	-@sh packaging/ensure-system-deps.sh bench
+
+bench: setup bench-deps
 	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(PY) -m bench forwarding
 
 bench-daemon: setup

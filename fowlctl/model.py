@@ -32,6 +32,16 @@ class ClientView:
 
 
 @dataclass(frozen=True)
+class ConnectionView:
+    id: int
+    service: str
+    direction: str  # incoming | outgoing
+    bytes_in: int
+    bytes_out: int
+    opened_usec: int
+
+
+@dataclass(frozen=True)
 class SessionView:
     object_path: str
     id: str
@@ -56,6 +66,7 @@ class SessionView:
     restarts: int
     refused_connections: int = 0
     lost_connections: int = 0
+    connections: tuple[ConnectionView, ...] = ()  # open now, with their bytes so far
 
     @property
     def settled(self) -> bool:
@@ -108,6 +119,10 @@ def session_from_properties(object_path: str, props: Mapping[str, object]) -> Se
         restarts=number("Restarts"),
         refused_connections=number("RefusedConnections"),
         lost_connections=number("LostConnections"),
+        connections=tuple(
+            ConnectionView(int(i), str(n), str(d), int(bi), int(bo), int(t))
+            for i, n, d, bi, bo, t in props.get("Connections", ())
+        ),
     )
 
 
@@ -164,6 +179,17 @@ def session_json(s: SessionView) -> dict:
         "total_connections": s.total_connections,
         "created_usec": s.created_usec,
         "restarts": s.restarts,
+        "connections": [
+            {
+                "id": c.id,
+                "service": c.service,
+                "direction": c.direction,
+                "bytes_in": c.bytes_in,
+                "bytes_out": c.bytes_out,
+                "opened_usec": c.opened_usec,
+            }
+            for c in s.connections
+        ],
     }
 
 

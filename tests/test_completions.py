@@ -90,13 +90,18 @@ def test_bash_completes_commands_options_and_profiles(tmp_path, config_home):
     env = shell_env(tmp_path, XDG_CONFIG_HOME=str(config_home))
     assert bash_complete(["fowlctl", ""], env) == sorted(COMMANDS)
     assert bash_complete(["fowlctl", "re"], env) == ["reload"]
-    assert bash_complete(["fowlctl", "--"], env) == ["--bus", "--help", "--json"]
+    assert bash_complete(["fowlctl", "--"], env) == ["--bus", "--help", "--json", "--version"]
     assert bash_complete(["fowlctl", "invite", "--"], env) == [
         "--bus",
         "--help",
         "--json",
+        "--mailbox",
+        "--no-qr",
         "--no-wait",
+        "--offer",
         "--timeout",
+        "--transit-relay",
+        "--want",
     ]
     assert bash_complete(["fowlctl", "invite", ""], env) == ["ssh-share", "web-preview"]
     assert bash_complete(["fowlctl", "accept", "w"], env) == ["web-preview"]

@@ -23,7 +23,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from txdbus import client, error
 
-from harness.servers import START_TIMEOUT, ProcessGroup, dbus_daemon, read_line, venv_script
+from harness.servers import ProcessGroup, ServerError, dbus_daemon, start_dbus_bus, venv_script
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD_DIR = REPO / "fowld" / "data"
@@ -199,21 +199,6 @@ def test_tls_verification_needs_writable_executable_memory():
     )
 
 
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={socket}</listen>
-  <servicedir>{services}</servicedir>
-  <policy context="default">
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
-
-
 @pytest.fixture
 def activation_bus(processes: ProcessGroup) -> Iterator[Callable[..., str]]:
     """Start a private bus whose only service directory holds the shipped activation file.
@@ -231,14 +216,10 @@ def activation_bus(processes: ProcessGroup) -> Iterator[Callable[..., str]]:
             services = directory / "services"
             services.mkdir()
             shutil.copy(ACTIVATION, services)
-            config = directory / "bus.conf"
-            config.write_text(BUS_CONFIG.format(socket=directory / "bus", services=services))
-            argv = [daemon, "--nofork", "--print-address=1", f"--config-file={config}", *options]
-            process = processes.spawn(argv, stdout=subprocess.PIPE, name="dbus-daemon")
             try:
-                return read_line(process.stdout, START_TIMEOUT).decode().strip()
-            except (TimeoutError, EOFError) as e:
-                pytest.fail(f"dbus-daemon did not start: {e}\n{processes.describe(process)}")
+                return start_dbus_bus(processes, directory, services=services, options=options).address
+            except ServerError as e:
+                pytest.fail(str(e))
 
         yield start
         processes.stop_all()

@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from fowld.daemon.connections import OpenConnections
 from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
 from fowld.daemon.ratelimit import RateLimitedLog
@@ -99,6 +100,7 @@ class SupervisedSession(Service):
         self.refused_connections = 0  # streams refused here or by the peer
         self.lost_connections = 0  # streams cut by anything but a close of their own
         self._refusals = RateLimitedLog(reactor)
+        self.connections = OpenConnections()
         self.status = SessionStatus(mailbox_url=profile.mailbox)
         self.session: Session | None = None
         self._reactor = reactor
@@ -255,6 +257,7 @@ class SupervisedSession(Service):
             self.refused_connections += 1
             name, reason = refusal
             self._refusals.warn(f"stream {reason}", f"session {self.id}: refused a {name!r} stream: {reason}")
+        self.connections.follow(event)
         self._emit(event)
 
     def _engine_status(self, status: SessionStatus) -> None:
@@ -269,6 +272,7 @@ class SupervisedSession(Service):
         return not self._closing and should_restart(self.mode, self.profile.restart, failed)
 
     def _engine_closed(self, session: Session, result: str) -> None:
+        self.connections.clear()
         status = session.status
         reason = status.reason or result
         if not self._will_restart(status):

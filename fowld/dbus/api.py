@@ -118,6 +118,8 @@ MANAGER = Interface(
         Method("Invite", _args("s profile"), _args("o session", "s code")),
         Method("Accept", _args("s profile", "s code"), _args("o session")),
         Method("Start", _args("s profile"), _args("o session")),
+        Method("InviteWith", _args("a{sv} profile", "a{sv} options"), _args("o session", "s code")),
+        Method("AcceptWith", _args("a{sv} profile", "s code", "a{sv} options"), _args("o session")),
         Method("Reload", (), _args("as added", "as changed", "as removed")),
         Method("GetSession", _args("s id"), _args("o session")),
     ),
@@ -167,6 +169,7 @@ SESSION = Interface(
         Property("BytesOut", "t"),
         Property("OpenConnections", "u"),
         Property("TotalConnections", "t"),
+        Property("Connections", "a(ussttt)"),
         Property("CreatedUSec", "t", emits="const"),
         Property("Restarts", "u"),
         Property("ClientReasons", "a(ss)"),
@@ -177,7 +180,15 @@ SESSION = Interface(
 
 # Session properties whose changes are announced at most twice a second.
 SESSION_COUNTERS = frozenset(
-    {"BytesIn", "BytesOut", "OpenConnections", "TotalConnections", "RefusedConnections", "LostConnections"}
+    {
+        "BytesIn",
+        "BytesOut",
+        "OpenConnections",
+        "TotalConnections",
+        "Connections",
+        "RefusedConnections",
+        "LostConnections",
+    }
 )
 
 PROPERTIES = Interface(
