@@ -47,7 +47,7 @@ function _shtab_fowld_using
 end
 
 set -g _shtab_fowld_commands 
-set -g _shtab_fowld_opts_with_value --code-length --direct-address --embedded-mailbox --mailbox --peer-lost-timeout --ping-interval --profiles --transit-relay
+set -g _shtab_fowld_opts_with_value --code-length --direct-address --embedded-mailbox --invite-expiry --mailbox --max-invites --max-invites-per-profile --peer-lost-timeout --ping-interval --profiles --transit-relay
 
 complete -c fowld -e
 complete -c fowld -f
@@ -65,7 +65,10 @@ complete -c fowld -n _shtab_fowld_using -l code-length -x -d 'words in new codes
 complete -c fowld -n _shtab_fowld_using -l dry-run -d 'install, uninstall: say what would change, change nothing'
 complete -c fowld -n _shtab_fowld_using -l force -d 'install: replace unit files that `fowld install` did not write'
 complete -c fowld -n _shtab_fowld_using -l profiles -xka "(__fish_complete_directories)" -d 'daemon: where profiles are read (default $XDG_CONFIG_HOME/fowl/profiles)'
-complete -c fowld -n _shtab_fowld_using -l peer-lost-timeout -x -d 'with no connection to the peer this long, the daemon restarts a fixed-code session (to meet a restarted peer; default 60) and a --stdio session ends (default 300); 0 never'
+complete -c fowld -n _shtab_fowld_using -l peer-lost-timeout -x -d 'with no connection to the peer this long, a --stdio session ends and the daemon restarts a fixed-code session (to meet a restarted peer); default 0: never, a peer that sleeps for hours comes back'
+complete -c fowld -n _shtab_fowld_using -l max-invites -x -d 'daemon: invitations waiting for a peer at once, in all (default 64)'
+complete -c fowld -n _shtab_fowld_using -l max-invites-per-profile -x -d 'daemon: invitations waiting for a peer at once, per profile (default 16)'
+complete -c fowld -n _shtab_fowld_using -l invite-expiry -x -d 'daemon: close an invitation nobody joined within this (default 3600; 0 never)'
 complete -c fowld -n _shtab_fowld_using -s v -l verbose -d 'more log output on stderr'
 complete -c fowld -n _shtab_fowld_using -l log-priorities -d 'start each log line with its syslog priority, <3> for errors to <7> for debug (automatic when stderr is systemd'"'"'s journal)'
 complete -c fowld -n '_shtab_fowld_using; and test $_shtab_fowld_npos -eq 0' -ka "daemon install uninstall" -d 'daemon: run the D-Bus service (the default without --stdio; what the systemd unit runs); install: write the systemd user unit (ExecStart= this fowld) and the D-Bus activation file, then reload your user manager; uninstall: stop the service and remove those files'
