@@ -98,7 +98,8 @@ class Stream:
         self._reason = self._reason or reason
         if self.splicing:
             for end in (self.local, self.tunnel):
-                if end is not None and end.transport is not None:
+                # an end already lost has no producer left (Dilation refuses a second unregister)
+                if end is not None and end.connected and end.transport is not None:
                     end.transport.unregisterProducer()
         local = self.local
         if local is not None and local.connected and local.transport is not None:
