@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 from test_daemon import BUS_NAME, MANAGER, MANAGER_PATH, SESSION, fixed_profile
-from test_durability import LISTEN_PORT, MB, SINK_PORT, STEP, report, start_transfer
+from test_durability import report
 
+from harness.faults import LISTEN_PORT, MB, SINK_PORT, STEP, start_transfer
 from harness.fowld import daemon_env, spawn_fowld, write_profile
 from harness.netns import Hub, Side, Topology
 from harness.servers import REPO_ROOT, ProcessGroup, start_dbus_bus
