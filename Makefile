@@ -35,10 +35,10 @@ test: setup lint
 	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(VENV)/bin/pytest -q
 
 bench: setup
-	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(PY) bench/forwarding.py
+	FOWL_UPSTREAM_PYTHON=$(UPSTREAM)/bin/python $(PY) -m bench forwarding
 
 bench-daemon: setup
-	$(PY) bench/daemon.py
+	$(PY) -m bench daemon
 
 clean:
 	rm -rf $(VENV) $(UPSTREAM) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,4 +1,4 @@
-"""The forwarding benchmark runs end to end (``--quick``) and checks every transfer.
+"""Both benchmarks run end to end (``python -m bench forwarding|daemon --quick``), every transfer checked.
 
 No timing is asserted: numbers vary between machines. What must hold is that
 each path completes, the SHA-256 digests match, and the report is printed.
@@ -6,41 +6,39 @@ each path completes, the SHA-256 digests match, and the report is printed.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from bench import hotspots
+from bench.forwarding import percentile
 from harness.servers import REPO_ROOT, ProcessGroup, upstream_python_path
 
-BENCH = REPO_ROOT / "bench"
 RUN_TIMEOUT = 90.0  # seconds; a quick run takes about 6 on a 2-core machine
 
 
-def _bench_module(name: str) -> ModuleType:
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return importlib.import_module(name)
+def _run_quick(processes: ProcessGroup, benchmark: str, *options: str | Path, env: dict[str, str]) -> str:
+    """``python -m bench BENCHMARK --quick OPTIONS`` to its end; its stdout and stderr."""
+    argv = [sys.executable, "-m", "bench", benchmark, "--quick", *options]
+    bench = processes.spawn(argv, env=env, cwd=REPO_ROOT, name=f"bench-{benchmark}")
+    try:
+        code = bench.wait(RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the quick {benchmark} benchmark took over {RUN_TIMEOUT}s\n{processes.describe(bench)}")
+    assert code == 0, f"exit code {code}\n{processes.describe(bench)}"
+    return processes.output(bench)
 
 
 def test_quick_run_completes_with_matching_hashes(processes: ProcessGroup, tmp_path: Path) -> None:
     upstream = upstream_python_path()
     paths = "raw,ours,upstream" if os.access(upstream, os.X_OK) else "raw,ours"
     out = tmp_path / "results.json"
-    argv = [sys.executable, BENCH / "forwarding.py", "--quick", "--paths", paths, "--json", out]
     env = {**os.environ, "FOWL_UPSTREAM_PYTHON": str(upstream)}
-    bench = processes.spawn(argv, env=env, name="bench")
-    try:
-        code = bench.wait(RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the quick benchmark took over {RUN_TIMEOUT}s\n{processes.describe(bench)}")
-    stdout, stderr = processes.output(bench)
-    assert code == 0, f"exit code {code}\n{processes.describe(bench)}"
+    stdout, stderr = _run_quick(processes, "forwarding", "--paths", paths, "--json", out, env=env)
 
     results = json.loads(out.read_text())
     assert sorted(results["paths"]) == sorted(paths.split(","))
@@ -61,7 +59,6 @@ def test_quick_run_completes_with_matching_hashes(processes: ProcessGroup, tmp_p
 
 
 def test_samples_are_grouped_by_innermost_library() -> None:
-    hotspots = _bench_module("hotspots")
     site = "/venv/lib/python3.11/site-packages"
     reactor = f"run ({site}/twisted/internet/base.py)"
     read = f"doRead ({site}/twisted/internet/tcp.py)"
@@ -93,24 +90,16 @@ def test_samples_are_grouped_by_innermost_library() -> None:
 
 
 def test_percentile_is_nearest_rank() -> None:
-    measure = _bench_module("measure")
     values = [float(v) for v in range(100, 0, -1)]  # 1..100, unsorted
-    assert measure.percentile(values, 0.5) == 50.0
-    assert measure.percentile(values, 0.99) == 99.0
-    assert measure.percentile([7.0], 0.99) == 7.0
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile([7.0], 0.99) == 7.0
 
 
 def test_daemon_benchmark_quick_run_measures_every_level(processes: ProcessGroup, tmp_path: Path) -> None:
-    """``bench/daemon.py --quick`` pairs real daemons and reports footprint and latency."""
+    """``python -m bench daemon --quick`` pairs real daemons and reports footprint and latency."""
     out = tmp_path / "daemon.json"
-    bench = processes.spawn(
-        [sys.executable, BENCH / "daemon.py", "--quick", "--json", out], env=dict(os.environ), name="bench"
-    )
-    try:
-        code = bench.wait(RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the quick daemon benchmark took over {RUN_TIMEOUT}s\n{processes.describe(bench)}")
-    assert code == 0, processes.describe(bench)
+    _run_quick(processes, "daemon", "--json", out, env=dict(os.environ))
     results = json.loads(out.read_text())
     assert results["errors"] == []
     levels = results["footprint"]["levels"]

@@ -71,6 +71,18 @@ def _ours_closes(ours: StdioPeer, upstream: StdioPeer) -> None:
     upstream.stop()  # it does not exit by itself
 
 
+def _two_connections_each_done(ours: StdioPeer, upstream: StdioPeer, servers: dict, direction: str) -> None:
+    """Each service saw two connections, ours reported each (``incoming``/``outgoing``) done; close."""
+    for name in NAMES:
+        assert servers[name].connections == 2
+        connections = ours.find(f"{direction}-connection", service_name=name)
+        assert len(connections) == 2, ours.describe()
+        for line in connections:
+            ours.wait_kind(f"{direction}-done", id=line["id"])
+    assert ours.find(f"{direction}-lost") == []
+    _ours_closes(ours, upstream)
+
+
 def test_ours_offers_and_upstream_wants(peers, servers):
     ours, upstream = peers
     for name in NAMES:  # upstream must know its clients before our requests arrive
@@ -84,14 +96,7 @@ def test_ours_offers_and_upstream_wants(peers, servers):
     with explained(ours, upstream):
         _through_both(ports, 2 * MB, 1 * MB)
 
-    for name in NAMES:
-        assert servers[name].connections == 2
-        accepted = ours.find("incoming-connection", service_name=name)
-        assert len(accepted) == 2, ours.describe()
-        for line in accepted:
-            ours.wait_kind("incoming-done", id=line["id"])
-    assert ours.find("incoming-lost") == []
-    _ours_closes(ours, upstream)
+    _two_connections_each_done(ours, upstream, servers, "incoming")
 
 
 def test_upstream_offers_and_ours_wants(peers, servers):
@@ -107,14 +112,7 @@ def test_upstream_offers_and_ours_wants(peers, servers):
     with explained(ours, upstream):
         _through_both(ports, 2 * MB, REPLY)
 
-    for name in NAMES:
-        assert servers[name].connections == 2
-        opened = ours.find("outgoing-connection", service_name=name)
-        assert len(opened) == 2, ours.describe()
-        for line in opened:
-            ours.wait_kind("outgoing-done", id=line["id"])
-    assert ours.find("outgoing-lost") == []
-    _ours_closes(ours, upstream)
+    _two_connections_each_done(ours, upstream, servers, "outgoing")
 
 
 def test_ours_declared_after_upstream_offered_still_gets_the_service(peers, servers):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fowld.daemon.profiles import (
@@ -459,11 +459,6 @@ def test_the_docs_describe_every_key():
 
 # --- fuzzing: nothing but ProfileError, whatever the input --------------------------------------
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("FOWL_FUZZ_EXAMPLES", "200")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 STRUCTURE = [": ", ":", "\n", "  ", "    ", "- ", "-", "[", "]", "{", "}", ", ", "? ", "# c"]
 YAML_FEATURES = ["&a ", "*a", "&b ", "*b", "<<: ", "'", '"', "|\n", ">-\n", "---\n", "...\n"]
 TAGS = ["!!int ", "!!binary ", "!!str ", "!!bool ", "!!float ", "!!timestamp ", "!!null "]
@@ -531,7 +526,6 @@ def attempt(parse, *args, **kwargs):
         return e
 
 
-@FUZZ
 @given(st.text(max_size=200))
 def test_fuzz_arbitrary_text(text: str):
     check_outcome(
@@ -539,7 +533,6 @@ def test_fuzz_arbitrary_text(text: str):
     )
 
 
-@FUZZ
 @given(st.lists(st.sampled_from(TOKENS), max_size=40).map("".join))
 def test_fuzz_yaml_like_text(text: str):
     check_outcome(
@@ -547,13 +540,11 @@ def test_fuzz_yaml_like_text(text: str):
     )
 
 
-@FUZZ
 @given(nested | shaped)
 def test_fuzz_nested_values(data):
     check_outcome(attempt(profile_from_dict, data, name="f"), "<dict>", None)
 
 
-@FUZZ
 @given(shaped)
 def test_fuzz_text_and_dict_agree(data):
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest_twisted
 from twisted.internet import stdio, task
@@ -17,17 +16,12 @@ from fowld.engine import events
 from fowld.engine.config import SessionConfig
 from fowld.engine.session import Session
 from fowld.stdio.controller import StdioController
+from harness.wait import eventually, get_reactor
 
 STREAMS = 8
 EVENTS = 100_000
 CHUNK = 1000  # bytes per direction in each event
 BOUND = 1 << 20  # what the transport may hold for a reader that stopped
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
 
 
 def _buffered(transport: stdio.StandardIO) -> int:
@@ -37,7 +31,7 @@ def _buffered(transport: stdio.StandardIO) -> int:
 
 @pytest_twisted.ensureDeferred
 async def test_a_reader_that_stops_costs_bounded_memory_and_loses_no_count():
-    reactor = _reactor()
+    reactor = get_reactor()
     session = Session(SessionConfig(mailbox_url="ws://127.0.0.1:9/v1"), reactor)  # never started
     stdin_read, stdin_write = os.pipe()
     stdout_read, stdout_write = os.pipe()
@@ -57,19 +51,22 @@ async def test_a_reader_that_stops_costs_bounded_memory_and_loses_no_count():
 
         totals = {"bytes-in": 0, "bytes-out": 0}
         expected = EVENTS * CHUNK
-        pending = b""
-        deadline = time.monotonic() + 20
-        while (totals["bytes-in"], totals["bytes-out"]) != (expected, expected):
-            assert time.monotonic() < deadline, totals
-            try:
-                pending += os.read(stdout_read, 1 << 16)
-            except BlockingIOError:
-                await task.deferLater(reactor, 0.01, lambda: None)
-                continue
-            *lines, pending = pending.split(b"\n")
+        pending = [b""]
+
+        def all_counted() -> bool:
+            """Read what the pipe holds now (the writer refills it between polls) and count it."""
+            for _ in range(1000):
+                try:
+                    pending[0] += os.read(stdout_read, 1 << 16)
+                except BlockingIOError:
+                    break
+            *lines, pending[0] = pending[0].split(b"\n")
             for line in lines:
                 message = json.loads(line)
                 totals[message["kind"]] += message["bytes"]
+            return (totals["bytes-in"], totals["bytes-out"]) == (expected, expected)
+
+        await eventually(all_counted, lambda: f"every byte counted (so far {totals})", 20, 0.01)
         assert totals == {"bytes-in": expected, "bytes-out": expected}  # every byte counted once
     finally:
         transport.loseConnection()
