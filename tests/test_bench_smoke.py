@@ -105,5 +105,6 @@ def test_daemon_benchmark_quick_run_measures_every_level(processes: ProcessGroup
     levels = results["footprint"]["levels"]
     assert [level["sessions"] for level in levels][0] == 0 and len(levels) >= 2
     assert all(level["A"]["sample"]["rss_kb"] > 0 for level in levels)
+    assert all(level[side]["list_s"] > 0 for level in levels for side in "AB")  # fowlctl list answered
     runs = results["latency"]["fresh"]["runs"]
     assert runs and all(0 < run["code"] <= run["first_byte"] for run in runs)
