@@ -96,3 +96,63 @@ def test_direct_addresses_narrow_the_hints_and_can_be_lifted() -> None:
         assert Connector._get_listener_addresses(connector) == patches._original_listener_addresses(connector)
     finally:
         patches.advertise_direct_addresses(["127.0.0.1"])  # as conftest set it for the whole run
+
+
+# 5. record-copies ---------------------------------------------------------------------------
+
+
+def _noise_pair() -> tuple[object, object]:
+    from noise.connection import NoiseConnection
+
+    ends = []
+    for initiator in (True, False):
+        end = NoiseConnection.from_name(b"Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s")
+        end.set_psks(b"k" * 32)
+        end.set_as_initiator() if initiator else end.set_as_responder()
+        end.start_handshake()
+        ends.append(end)
+    sender, receiver = ends
+    receiver.read_message(sender.write_message())
+    sender.read_message(receiver.write_message())
+    return sender, receiver
+
+
+def _record_end(noise: object) -> tuple[object, list[bytes]]:
+    from wormhole._dilation.connection import _Record
+
+    frames: list[bytes] = []
+    end = object.__new__(_Record)
+    end._noise = noise
+    end._framer = SimpleNamespace(send_frame=frames.append)
+    return end, frames
+
+
+@pytest.mark.parametrize("size", [0, 1000, 65519 - 9, 65519 - 8, 512 * 1024, 3 * 65519 + 7])
+def test_large_records_cross_unchanged_between_ours_and_the_librarys_code(size: int) -> None:
+    from wormhole._dilation.connection import Data, Open
+
+    from fowld.wormhole import records
+
+    assert "record-copies" in patches.applied()
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    for send, decrypt in (
+        (records.send_record, records._original_decrypt),
+        (records._original_send_record, records.decrypt_message),
+        (records.send_record, records.decrypt_message),
+    ):
+        sender_noise, receiver_noise = _noise_pair()
+        sender, frames = _record_end(sender_noise)
+        receiver, _ = _record_end(receiver_noise)
+        for record in (Data(7, 3, payload), Open(1, 5, "fowl"), Data(8, 3, b"")):
+            send(sender, record)
+            assert decrypt(receiver, frames[-1]) == record
+
+
+def test_record_copies_are_needed_by_the_library_and_ours_once_applied() -> None:
+    from wormhole._dilation.connection import _Record
+
+    from fowld.wormhole import records
+
+    assert _Record.send_record is records.send_record
+    assert _Record.__dict__["decrypt_message"].method is records.decrypt_message
+    assert not records.needed()  # applied: a second install() leaves it alone

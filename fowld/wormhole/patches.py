@@ -16,6 +16,10 @@
 4. ``direct-addresses``: not a bug fix but a choice: Dilation offers the peer
    every address of every interface for direct connections;
    ``advertise_direct_addresses`` narrows that list.
+5. ``record-copies``: not a bug fix but a cost: a record larger than one
+   Noise message is assembled by repeated concatenation, about five copies
+   of a 512 KiB record per side; ``records.py`` joins the pieces once, with
+   the same bytes on the wire.
 
 Each fix probes for the behaviour it corrects and is applied only if the
 probe finds it, and only on the releases it was written for; ``install()``
@@ -33,6 +37,8 @@ from wormhole._boss import Boss
 from wormhole._dilation.connection import DilatedConnectionProtocol
 from wormhole._dilation.connector import Connector
 from wormhole._dilation.inbound import Inbound
+
+from fowld.wormhole import records
 
 log = Logger()
 
@@ -151,6 +157,7 @@ PATCHES = (
     Patch("forget-closed-paused", _closed_subchannel_stays_paused, _forget_closed_subchannels),
     Patch("closed-boss-ignores-closed", _closed_boss_rejects_closed, _nothing_more),
     Patch("direct-addresses", _hints_not_yet_ours, _choose_direct_addresses),
+    Patch("record-copies", records.needed, records.apply),
 )
 _applied: list[str] = []
 
