@@ -149,10 +149,51 @@ def test_large_records_cross_unchanged_between_ours_and_the_librarys_code(size: 
 
 
 def test_record_copies_are_needed_by_the_library_and_ours_once_applied() -> None:
-    from wormhole._dilation.connection import _Record
+    from wormhole._dilation.connection import _Framer, _Record
 
     from fowld.wormhole import records
 
     assert _Record.send_record is records.send_record
+    assert _Framer.add_and_parse is records.add_and_parse
     assert _Record.__dict__["decrypt_message"].method is records.decrypt_message
     assert not records.needed()  # applied: a second install() leaves it alone
+
+
+def _framer() -> tuple[object, list[bytes]]:
+    from twisted.internet.interfaces import ITransport
+    from wormhole._dilation.connection import _Framer
+    from zope.interface import implementer
+
+    written: list[bytes] = []
+
+    @implementer(ITransport)
+    class Transport:
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    framer = _Framer(Transport(), b"OUT\n\n", b"IN\n\n")
+    framer.connectionMade()
+    return framer, written
+
+
+@pytest.mark.parametrize("read_size", [17, 4096, 65536, 524288, 10_000_000])
+def test_frames_split_across_reads_parse_as_the_librarys_framer_parses_them(read_size: int) -> None:
+    from wormhole._dilation.encode import to_be4
+
+    from fowld.wormhole import records
+
+    bodies = [b"a" * 10, bytes(range(256)) * 300, b"", b"z" * 70_000, b"q" * 3]
+    stream = b"IN\n\n" + b"".join(to_be4(len(body)) + body for body in bodies)
+    results = []
+    for parse in (records._original_add_and_parse, records.add_and_parse):
+        framer, _ = _framer()
+        tokens = []
+        for start in range(0, len(stream), read_size):
+            tokens += [
+                type(t).__name__ + ":" + str(len(getattr(t, "frame", b"")))
+                for t in parse(framer, stream[start : start + read_size])
+            ]
+        tokens += [t.frame for t in parse(framer, b"") if hasattr(t, "frame")]  # nothing may be left behind
+        results.append(tokens)
+    assert results[0] == results[1]
+    assert results[1] == ["Prologue:0", *(f"Frame:{len(body)}" for body in bodies)]
