@@ -53,13 +53,9 @@ def test_quick_run_completes_with_matching_hashes(processes: ProcessGroup, tmp_p
         assert result["label"] in stdout, f"{key} is missing from the table:\n{stdout}"
     assert results["paths"]["ours"]["setup"]["median_s"] > 0
     assert results["paths"]["ours"]["path"] == "direct"
-    assert [row["measured"] != "-" for row in results["targets"]] == [
-        True,
-        "upstream" in paths,
-        True,
-        True,
-        True,
-    ]
+    measured = [row["measured"] != "-" for row in results["targets"]]
+    # round trip, ratio, (CPU per GB: a quick run moves too few bytes to count it), spread, setup
+    assert measured[:2] == [True, "upstream" in paths] and measured[3:] == [True, True]
     assert 0 <= results["paths"]["ours"]["parallel"]["spread"] < 1
     assert "| path | round trip median" in stdout
     assert "failed" not in stderr
