@@ -45,13 +45,32 @@ def _session_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
-def _paths(text: str) -> list[str]:
-    unknown = set(text.split(",")) - {"raw", "ours", "upstream"}
+def _paths(text: str) -> tuple[str, ...]:
+    unknown = set(text.split(",")) - set(forwarding.PATHS)
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown {', '.join(sorted(unknown))} (choose from raw, ours, upstream)"
+            f"unknown {', '.join(sorted(unknown))} (choose from {', '.join(forwarding.PATHS)})"
         )
-    return text.split(",")
+    return tuple(text.split(","))
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for entry in text.split(","):
+        sides = tuple(entry.split("/"))
+        if len(sides) != 2 or not set(sides) <= set(forwarding.SIDES):
+            raise argparse.ArgumentTypeError(
+                f"{entry!r} is not SERVICE/CLIENT, each one of {', '.join(forwarding.SIDES)}"
+            )
+        pairs.append(sides)
+    return tuple(pairs)
+
+
+def _source_tree(text: str) -> Path:
+    tree = Path(text).resolve()
+    if not (tree / "fowld" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no {tree}/fowld/__init__.py")
+    return tree
 
 
 def _at_least(kind: type, minimum: float, or_equal: bool) -> Callable[[str], float]:
@@ -85,17 +104,34 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--round-trips", type=integer, metavar="N", help="sequential 40-byte round trips")
     f.add_argument("--echo-budget", type=number, metavar="S", help="stop round trips after S seconds")
     f.add_argument("--bulk-mb", type=integer, metavar="MB", help="size of the single-stream transfer")
-    f.add_argument("--transfers", type=integer, metavar="T", help="single-stream transfers (median counts)")
+    f.add_argument(
+        "--transfers", type=integer, metavar="T",
+        help="rounds of transfers, and blocks of round trips, that take turns between paths (medians count)",
+    )  # fmt: skip
     f.add_argument("--streams", type=integer, metavar="K", help="parallel streams")
     f.add_argument("--stream-mb", type=number, metavar="MB", help="size of each parallel stream")
     f.add_argument("--setup-runs", type=integer, metavar="R", help="daemon pairs started to time setup")
     f.add_argument(
         "--paths",
         type=_paths,
-        default=["raw", "ours", "upstream"],
-        help="which of raw,ours,upstream to measure",
+        default=forwarding.Selection().paths,
+        help=f"which of {','.join(forwarding.PATHS)} to measure (ssh: ssh -L through a private sshd)",
     )
-    f.add_argument("--relay", action="store_true", help="also run a loopback transit relay and offer it")
+    f.add_argument(
+        "--pairs", type=_pairs, default=(), metavar="S/C,...",
+        help="also measure mixed pairs, service side / client side, each one of "
+        f"{', '.join(forwarding.SIDES)} (e.g. ours/upstream,upstream/ours)",
+    )  # fmt: skip
+    f.add_argument(
+        "--baseline", type=_source_tree, metavar="DIR",
+        help="also measure ours from the fowld package in DIR (e.g. an export of an earlier commit) as "
+        "'base', alone and in --pairs",
+    )  # fmt: skip
+    f.add_argument(
+        "--relay", action="store_true",
+        help="also measure ours, upstream (and base) with both daemons relay-only through a loopback "
+        "transit relay",
+    )  # fmt: skip
     f.add_argument(
         "--profile", metavar="DIR", type=Path, help="after measuring, sample both daemons of each pair "
         "with py-spy during one long transfer and during round trips; raw stacks go to DIR",
@@ -242,9 +278,16 @@ def machine_facts() -> dict:
 # --- the run ----------------------------------------------------------------------------------------
 
 
+def selection_from(args: argparse.Namespace) -> forwarding.Selection:
+    return forwarding.Selection(args.paths, args.pairs, args.baseline, args.relay, args.profile)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)
+    options = parser()
+    args = options.parse_args(argv)
+    if args.benchmark == "forwarding" and args.baseline is None and any("base" in p for p in args.pairs):
+        options.error("--pairs: 'base' needs --baseline DIR")
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     isolate(argv, args.host_network)
     config = config_from(args)
@@ -258,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix=f"fowld-bench-{args.benchmark}-"))
     try:
         if args.benchmark == "forwarding":
-            results = forwarding.run(args.paths, args.relay, args.profile, config, facts, log_dir)
+            results = forwarding.run(selection_from(args), config, facts, log_dir)
         else:
             results = daemon.run(config, facts, log_dir)
     except (servers.ServerError, TimeoutError) as e:

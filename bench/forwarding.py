@@ -1,14 +1,16 @@
-"""Forwarding benchmark: raw loopback TCP, ours and upstream fowl, side by side in one run.
+"""Forwarding benchmark: raw loopback TCP, OpenSSH, ours and upstream fowl, side by side in one run.
 
 Starts a mailbox server (and optionally a transit relay), an echo/sink target
-(bench/target.py) and, for each daemon implementation, a pair of stdio
-daemons (harness.peers.StdioPeer) with one forward. Measures 40-byte round
+(bench/target.py), an ``ssh -L`` tunnel through a private sshd (bench/openssh.py)
+and, for each pairing of daemon implementations (ours, upstream's, ours from a
+baseline tree; alike or mixed, direct or through the relay), a pair of stdio
+daemons with one forward (bench/pairs.py). Measures 40-byte round
 trips, single-stream and parallel transfers (every one checked by SHA-256),
-daemon CPU per GB and the time from spawning a pair to the first byte echoed
-through it; ``--profile`` also samples each daemon with py-spy.
+CPU per GB of both ends and the time from spawning a pair to the first byte
+echoed through it; ``--profile`` also samples each daemon with py-spy.
 
-Repeated measurements take turns between the paths (raw, ours, upstream,
-raw, ours, ...) so that a change in machine load during the run affects every
+Repeated measurements take turns between the paths (raw, ssh, ours, upstream,
+raw, ssh, ...) so that a change in machine load during the run affects every
 path alike and the side-by-side ratios stay fair. Results are plain dicts of
 numbers (seconds, bytes, MB/s) that go straight to JSON; report.py renders them.
 """
@@ -26,23 +28,18 @@ from pathlib import Path
 
 import psutil
 
-from bench import hotspots, traffic
+from bench import hotspots, openssh, traffic
+from bench.pairs import Forward, Implementation, alike, baseline, open_forward, ours, upstream
 from harness import servers
-from harness.fowld import fowld_argv
-from harness.peers import PeerError, StdioPeer, kind_is, start_stdio, upstream_argv
+from harness.peers import PeerError, StdioPeer
 from harness.stats import cpu_seconds
 
 MB = 1_000_000  # throughput is in decimal megabytes per second
-SERVICE = "bench"
-STEP_TIMEOUT = 20.0  # seconds for one setup step (a code, a peer, a listener) on loopback
 _MIN_CPU = 0.2  # seconds; less is too coarse to report per byte or per round trip
 _ATTACH_DELAY = 0.5  # seconds for py-spy to attach before the profiled traffic starts
-FAILURES = (PeerError, traffic.TransferError, OSError, hotspots.ProfileError, psutil.Error)
-_FAILED_KINDS = {"error", "listening-failed", "remote-connect-failed"}
-
-
-def _failed(line: dict) -> bool:
-    return line.get("kind") in _FAILED_KINDS
+FAILURES = (
+    PeerError, traffic.TransferError, OSError, hotspots.ProfileError, psutil.Error, openssh.TunnelError
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,122 +73,28 @@ QUICK = Config(
 )
 
 
-# --- daemon pairs ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Implementation:
-    key: str
-    label: str
-    command: Callable[[str, str | None], list[str]]  # (mailbox URL, relay hint or None) -> argv
-    has_status: bool = False  # understands {"kind": "status"}
-
-
-def ours() -> Implementation:
-    def command(mailbox_url: str, relay: str | None) -> list[str]:
-        return fowld_argv("--stdio", "--mailbox", mailbox_url, "--transit-relay", relay or "none")
-
-    return Implementation("ours", "ours (fowld --stdio)", command, has_status=True)
-
-
-def upstream(python: Path) -> Implementation:
-    def command(mailbox_url: str, relay: str | None) -> list[str]:
-        return upstream_argv(python, mailbox_url, relay)
-
-    return Implementation("upstream", "upstream fowl 26.8 (fowld)", command)
-
-
-@dataclass
-class Forward:
-    """A running pair with the forward set up; ``address`` reaches the target through it."""
-
-    implementation: Implementation
-    service: StdioPeer
-    client: StdioPeer
-    address: traffic.Address
-    timings: dict[str, float] = field(default_factory=dict)  # seconds after spawning
-    path: str | None = None  # "direct" or "relay", when the daemon reports it
-
-    @property
-    def daemons(self) -> tuple[StdioPeer, StdioPeer]:
-        return self.service, self.client
-
-    def stop(self) -> None:
-        for daemon in self.daemons:
-            daemon.terminate()  # both at once, then wait for each
-        for daemon in self.daemons:
-            daemon.stop()
-
-
-def open_forward(
-    group: servers.ProcessGroup,
-    implementation: Implementation,
-    mailbox_url: str,
-    relay: str | None,
-    target_port: int,
-    timeout: float = STEP_TIMEOUT,
-) -> Forward:
-    """Spawn a pair, pair it through the mailbox, offer ``bench`` and echo one byte through it.
-
-    ``timings`` holds when each step was seen, in seconds after spawning;
-    ``usable`` is when the first byte came back through the forward.
-    """
-    listen_port = servers.free_port()
-    argv = implementation.command(mailbox_url, relay)
-    start = time.monotonic()  # the clock of the lines' arrival times
-    service = start_stdio(group, argv, f"{implementation.key}-service")
-    try:
-        client = start_stdio(group, argv, f"{implementation.key}-client")
-    except BaseException:
-        service.stop()
-        raise
-    forward = Forward(implementation, service, client, (servers.LOOPBACK, listen_port))
-
-    def seen(daemon: StdioPeer, kind: str, wait: float = 0) -> float:
-        return daemon.wait_seen(kind_is(kind), wait, fails=_failed).at
-
-    try:
-        client.send("local", name=SERVICE, local_listen_port=listen_port)
-        service.send("remote", name=SERVICE, local_connect_port=target_port)
-        service.send("allocate-code")
-        allocated = service.wait_for(kind_is("code-allocated"), timeout, fails=_failed)
-        client.send("set-code", code=allocated["code"])
-        seen(client, "listening", timeout)
-        traffic.first_echo(forward.address)
-        usable = time.monotonic()
-        steps = {
-            "welcome": seen(service, "welcome"),
-            "code": seen(service, "code-allocated"),
-            "peer": seen(client, "peer-connected"),
-            "listening": seen(client, "listening"),
-            "usable": usable,
-        }
-        forward.timings = {step: at - start for step, at in steps.items()}
-        if implementation.has_status:
-            since = client.mark()
-            client.send("status")
-            forward.path = client.wait_kind("status", timeout, since).get("path")
-    except BaseException:
-        forward.stop()
-        raise
-    return forward
-
-
 # --- measurements ------------------------------------------------------------------------------
 
 
 @dataclass
 class Route:
-    """One way to reach the target: directly, or through a daemon pair's forward."""
+    """One way to reach the target: directly, through ``ssh -L`` or through a daemon pair's forward."""
 
     key: str
     label: str
     address: traffic.Address
     forward: Forward | None = None
+    tunnel: openssh.Tunnel | None = None
 
     @property
     def daemons(self) -> tuple[StdioPeer, ...]:
         return self.forward.daemons if self.forward else ()
+
+    def pids(self) -> tuple[int, ...]:
+        """The processes that carry the bytes: both daemons, or sshd and ssh; none for raw TCP."""
+        if self.tunnel is not None:
+            return self.tunnel.pids()
+        return tuple(daemon.pid for daemon in self.daemons)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -211,8 +114,8 @@ def _rate(size: int, seconds: float) -> dict:
 
 
 def _cpu(route: Route) -> float | None:
-    """CPU seconds both daemons of ``route`` used so far; None without daemons or /proc."""
-    used = [cpu_seconds(daemon.pid) for daemon in route.daemons]
+    """CPU seconds the processes of ``route`` used so far; None without any, or once one is gone."""
+    used = [cpu_seconds(pid) for pid in route.pids()]
     return None if not used or None in used else sum(used)
 
 
@@ -221,13 +124,42 @@ def _enough_cpu(before: float | None, after: float | None) -> bool:
     return before is not None and after is not None and after - before >= _MIN_CPU
 
 
-def _echo(route: Route, config: Config) -> dict:
-    cpu = _cpu(route)
-    result = round_trips(route.address, config, config.round_trips, config.echo_budget)
-    after = _cpu(route)
-    if _enough_cpu(cpu, after):
-        result["daemon_cpu_s_per_round_trip"] = (after - cpu) / result["count"]
-    return result
+def share(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split into ``parts`` whole parts that differ by at most one."""
+    return total // parts + (index < total % parts)
+
+
+@dataclass
+class EchoBlocks:
+    """A route's round trips, measured in ``config.transfers`` blocks that take turns with other routes.
+
+    The count and the time budget are shared out among the blocks; CPU adds up
+    over the blocks (None once a reading is missing).
+    """
+
+    config: Config
+    times: list[float] = field(default_factory=list)
+    cpu: float | None = 0.0
+
+    def measure(self, route: Route, block: int) -> None:
+        blocks = self.config.transfers
+        count = share(self.config.round_trips, blocks, block)
+        before = _cpu(route)
+        self.times += traffic.round_trips(
+            route.address, count, self.config.message_size, self.config.echo_budget / blocks
+        )
+        after = _cpu(route)
+        if self.cpu is not None and before is not None and after is not None:
+            self.cpu += after - before
+        else:
+            self.cpu = None
+
+    def result(self) -> dict:
+        times = self.times
+        result = {"count": len(times), "median_s": statistics.median(times), "p99_s": percentile(times, 0.99)}
+        if _enough_cpu(0.0, self.cpu):
+            result["daemon_cpu_s_per_round_trip"] = self.cpu / len(times)
+        return result
 
 
 def _single(route: Route, config: Config, round_number: int) -> dict:
@@ -237,10 +169,10 @@ def _single(route: Route, config: Config, round_number: int) -> dict:
     result = _rate(payload.size, traffic.transfer(route.address, payload))
     if route.daemons:  # upstream prints a JSON line per chunk; ours coalesces byte reports
         result["stdout_lines"] = sum(d.mark() - m for d, m in zip(route.daemons, marks, strict=True))
-        after = _cpu(route)
-        if _enough_cpu(cpu, after):
-            # CPU per byte hardly depends on other load on the machine, unlike MB/s
-            result["daemon_cpu_s_per_gb"] = (after - cpu) / (payload.size / 1e9)
+    after = _cpu(route)
+    if _enough_cpu(cpu, after):
+        # CPU per byte hardly depends on other load on the machine, unlike MB/s
+        result["daemon_cpu_s_per_gb"] = (after - cpu) / (payload.size / 1e9)
     return result
 
 
@@ -271,7 +203,12 @@ def measure_traffic(routes: list[Route], config: Config) -> dict[str, dict]:
                 results[route.key]["error"] = f"{type(e).__name__}: {e}"
                 live.remove(route)
 
-    each(lambda r: results[r.key].update(round_trip=_echo(r, config)))
+    # round trips in blocks that take turns, like the transfers: a change in load hits every route
+    echoes = {route.key: EchoBlocks(config) for route in routes}
+    for block in range(config.transfers):
+        each(lambda r, b=block: echoes[r.key].measure(r, b))
+    for route in live:
+        results[route.key]["round_trip"] = echoes[route.key].result()
     singles: dict[str, list[dict]] = {route.key: [] for route in routes}
     parallels: dict[str, list[dict]] = {route.key: [] for route in routes}
     for number in range(config.transfers):
@@ -287,9 +224,9 @@ def measure_traffic(routes: list[Route], config: Config) -> dict[str, dict]:
         if route.daemons:
             lines = statistics.median(run["stdout_lines"] for run in runs)
             results[route.key]["single"]["stdout_lines_per_transfer"] = round(lines)
-            cpu = [run["daemon_cpu_s_per_gb"] for run in runs if "daemon_cpu_s_per_gb" in run]
-            if cpu:
-                results[route.key]["single"]["daemon_cpu_s_per_gb"] = statistics.median(cpu)
+        cpu = [run["daemon_cpu_s_per_gb"] for run in runs if "daemon_cpu_s_per_gb" in run]
+        if cpu:
+            results[route.key]["single"]["daemon_cpu_s_per_gb"] = statistics.median(cpu)
         results[route.key]["parallel"] = {
             "streams": config.streams,
             "bytes_each": config.stream_bytes,
@@ -384,6 +321,50 @@ def profile_pair(group: servers.ProcessGroup, forward: Forward, config: Config, 
 
 # --- the run ----------------------------------------------------------------------------------
 
+PATHS = ("raw", "ssh", "ours", "upstream")  # what --paths may name
+SIDES = ("ours", "upstream", "base")  # what either side of a --pairs entry may name
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What one run measures."""
+
+    paths: tuple[str, ...] = PATHS
+    pairs: tuple[tuple[str, str], ...] = ()  # (service side, client side) of SIDES
+    baseline: Path | None = None  # a tree with a ``fowld`` package: the ``base`` daemon
+    relay: bool = False  # also every alike pairing through a loopback transit relay
+    profile: Path | None = None  # py-spy output directory
+
+
+def choose(selection: Selection, facts: dict) -> list[Implementation]:
+    """The pairings to measure, in table order: alike ones, mixed ones, then alike through the relay.
+
+    A pairing that needs upstream when its interpreter is missing is left out
+    with a message; ``facts`` gets upstream's version and the baseline tree.
+    """
+    daemons = {"ours": ours()}
+    if selection.baseline is not None:
+        daemons["base"] = baseline(selection.baseline)
+        facts["baseline"] = str(selection.baseline)
+    # base, when given, is measured alone as well as in --pairs
+    wanted_alike = [key for key in SIDES if key in selection.paths or (key == "base" and key in daemons)]
+    if "upstream" in wanted_alike or any("upstream" in pair for pair in selection.pairs):
+        python = servers.upstream_python_path()
+        if os.access(python, os.X_OK):
+            daemons["upstream"] = upstream(python)
+            facts["upstream"] = f"fowl {_upstream_version(python)}"
+        else:
+            print(f"upstream interpreter {python} not found (set FOWL_UPSTREAM_PYTHON); skipping it")
+    alike_ones = [alike(daemons[key]) for key in wanted_alike if key in daemons]
+    chosen = list(alike_ones)
+    for service, client in selection.pairs:
+        if service in daemons and client in daemons:
+            chosen.append(Implementation(daemons[service], daemons[client]))
+    if selection.relay:
+        chosen += [alike(implementation.service, relay=True) for implementation in alike_ones]
+    unique = {implementation.key: implementation for implementation in chosen}  # ours/ours is ours
+    return list(unique.values())
+
 
 def open_routes(
     implementations: list[Implementation],
@@ -405,6 +386,34 @@ def open_routes(
     return routes
 
 
+SSH_LABEL = "OpenSSH (ssh -L to sshd)"
+
+
+def open_ssh_route(
+    group: servers.ProcessGroup, target_port: int, directory: Path, facts: dict, failures: dict[str, dict]
+) -> Route | None:
+    """A route through ``ssh -L``, or None (with a message, or in ``failures`` if it broke)."""
+    why = openssh.missing()
+    if why is not None:
+        print(f"OpenSSH row skipped: {why}")
+        return None
+    try:
+        tunnel = openssh.start_tunnel(group, target_port, directory)
+    except (openssh.TunnelError, OSError, subprocess.SubprocessError) as e:
+        failures["ssh"] = {"label": SSH_LABEL, "error": f"{type(e).__name__}: {e}"}
+        return None
+    facts["openssh"] = f"{_openssh_version()}, cipher {tunnel.cipher or '?'}"
+    return Route("ssh", SSH_LABEL, tunnel.address, tunnel=tunnel)
+
+
+def _openssh_version() -> str:
+    try:
+        found = subprocess.run(["ssh", "-V"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return found.stderr.strip().split(",")[0] or "?"
+
+
 def _upstream_version(python: Path) -> str:
     try:
         found = subprocess.run(
@@ -416,41 +425,35 @@ def _upstream_version(python: Path) -> str:
     return found.stdout.strip() or "?"
 
 
-def run(
-    wanted: list[str], relay: bool, profile: Path | None, config: Config, facts: dict, log_dir: Path
-) -> dict:
-    """Measure the ``wanted`` paths (raw, ours, upstream); ``facts`` are the machine's, completed here."""
-    implementations = [ours()] if "ours" in wanted else []
-    upstream_python = servers.upstream_python_path() if "upstream" in wanted else None
-    if upstream_python is not None and not os.access(upstream_python, os.X_OK):
-        print(f"upstream interpreter {upstream_python} not found (set FOWL_UPSTREAM_PYTHON); skipping it")
-        upstream_python = None
-    if upstream_python is not None:
-        implementations.append(upstream(upstream_python))
-        facts["upstream"] = f"fowl {_upstream_version(upstream_python)}"
-    facts["transit_relay"] = "loopback relay offered" if relay else "none"
+def run(selection: Selection, config: Config, facts: dict, log_dir: Path) -> dict:
+    """Measure what ``selection`` names; ``facts`` are the machine's, completed here."""
+    implementations = choose(selection, facts)
+    facts["transit_relay"] = "loopback relay, for the relay rows only" if selection.relay else "none"
     results: dict[str, dict] = {}
     routes: list[Route] = []
     group = servers.ProcessGroup(log_dir)
     try:
         mailbox = servers.start_mailbox(group)
-        relay_hint = servers.start_transit_relay(group).hint if relay else None
+        relay = servers.start_transit_relay(group) if selection.relay else None
         target_port = traffic.start_target(group)
 
         def open_pair(implementation: Implementation) -> Forward:
-            return open_forward(group, implementation, mailbox.url, relay_hint, target_port)
+            return open_forward(group, implementation, mailbox.url, relay, target_port)
 
-        if "raw" in wanted:
+        if "raw" in selection.paths:
             routes.append(Route("raw", "raw loopback TCP", (servers.LOOPBACK, target_port)))
+        if "ssh" in selection.paths:
+            ssh = open_ssh_route(group, target_port, log_dir / "openssh", facts, results)
+            routes += [ssh] if ssh else []
         routes += open_routes(implementations, open_pair, results)
         results.update(measure_traffic(routes, config))
         forwards = [route.forward for route in routes if route.forward is not None]
         for forward in forwards:
             result = results[forward.implementation.key]
             result["path"] = forward.path
-            if profile is not None and "error" not in result:
+            if selection.profile is not None and "error" not in result:
                 try:
-                    result["profile"] = profile_pair(group, forward, config, profile)
+                    result["profile"] = profile_pair(group, forward, config, selection.profile)
                 except FAILURES as e:
                     result["profile_error"] = f"{type(e).__name__}: {e}"
             forward.stop()
@@ -462,6 +465,9 @@ def run(
         for route in routes:
             if route.forward is not None:
                 route.forward.stop()  # again after a failure; stopping twice is harmless
+            if route.tunnel is not None:
+                route.tunnel.stop()
         group.stop_all()
-    paths = {key: results[key] for key in ("raw", "ours", "upstream") if key in results}
+    order = ["raw", "ssh", *(implementation.key for implementation in implementations)]
+    paths = {key: results[key] for key in order if key in results}
     return {"benchmark": "forwarding", "machine": facts, "config": asdict(config), "paths": paths}

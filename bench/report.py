@@ -33,12 +33,14 @@ def render(results: dict, command: str) -> str:
 
 
 def problems(results: dict) -> list[str]:
-    """What went wrong in a run: failed phases, paths, setups or profiles."""
+    """What went wrong in a run: failed phases, paths, setups or profiles, relay rows not relayed."""
     found = list(results.get("errors", []))
-    for result in results.get("paths", {}).values():
+    for key, result in results.get("paths", {}).items():
         for what in (result.get("error"), lookup(result, "setup", "error"), result.get("profile_error")):
             if what:
                 found.append(f"{result['label']}: {what}")
+        if key.endswith("-relay") and "error" not in result and result.get("path") != "relay":
+            found.append(f"{result['label']}: not seen crossing the relay (path {result.get('path')})")
     return found
 
 
@@ -50,6 +52,9 @@ THROUGHPUT_RATIO_TARGET = 2.5  # our single-stream MB/s over upstream's, same ru
 SETUP_TARGET = 0.3  # seconds from spawning both daemons to the first byte echoed
 CPU_PER_GB_TARGET = 3.5  # seconds of both daemons' CPU per GB through one stream
 SPREAD_TARGET = 0.2  # parallel streams: the slowest at most this much below the fastest
+# Against OpenSSH local forwarding in the same run.
+SSH_ROUND_TRIP_RATIO_TARGET = 2.0  # our median round trip over ssh's, at most
+SSH_THROUGHPUT_RATIO_TARGET = 0.5  # our single-stream MB/s over ssh's, at least
 
 
 def latency(seconds: float | None) -> str:
@@ -91,7 +96,7 @@ def lookup(result: dict, *keys: str) -> Any:
 
 def results_table(paths: dict[str, dict]) -> str:
     lines = [
-        "| path | round trip median | round trip p99 | 1 stream | parallel streams | daemon CPU per GB "
+        "| path | round trip median | round trip p99 | 1 stream | parallel streams | CPU per GB, both ends "
         "| start → forward usable |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -112,15 +117,25 @@ def results_table(paths: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return ours / theirs if ours and theirs else None
+
+
+def _times(ratio: float | None, ours: str, theirs: str) -> str:
+    return "-" if ratio is None else f"{ratio:.2f} × ({ours} against {theirs})"
+
+
 def forwarding_targets(paths: dict[str, dict]) -> list[dict]:
-    ours, theirs = paths.get("ours", {}), paths.get("upstream", {})
+    ours, theirs, ssh = paths.get("ours", {}), paths.get("upstream", {}), paths.get("ssh", {})
     round_trip = lookup(ours, "round_trip", "median_s")
     setup = lookup(ours, "setup", "median_s")
     our_rate, their_rate = lookup(ours, "single", "mb_per_s"), lookup(theirs, "single", "mb_per_s")
-    ratio = our_rate / their_rate if our_rate and their_rate else None
+    ratio = _ratio(our_rate, their_rate)
     cpu = lookup(ours, "single", "daemon_cpu_s_per_gb")
     spread = lookup(ours, "parallel", "spread")
     streams = lookup(ours, "parallel", "streams")
+    ssh_round_trip, ssh_rate = lookup(ssh, "round_trip", "median_s"), lookup(ssh, "single", "mb_per_s")
+    round_trip_ratio, rate_ratio = _ratio(round_trip, ssh_round_trip), _ratio(our_rate, ssh_rate)
     return [
         {
             "target": f"our round trip median ≤ {ROUND_TRIP_TARGET * 1e3:g} ms",
@@ -147,18 +162,34 @@ def forwarding_targets(paths: dict[str, dict]) -> list[dict]:
             "measured": duration(setup),
             "met": None if setup is None else setup <= SETUP_TARGET,
         },
+        {
+            "target": f"our round trip median ≤ {SSH_ROUND_TRIP_RATIO_TARGET:g} × OpenSSH's",
+            "measured": _times(round_trip_ratio, latency(round_trip), latency(ssh_round_trip)),
+            "met": None if round_trip_ratio is None else round_trip_ratio <= SSH_ROUND_TRIP_RATIO_TARGET,
+        },
+        {
+            "target": f"our single-stream throughput ≥ {SSH_THROUGHPUT_RATIO_TARGET:g} × OpenSSH's",
+            "measured": _times(rate_ratio, rate(our_rate), rate(ssh_rate)),
+            "met": None if rate_ratio is None else rate_ratio >= SSH_THROUGHPUT_RATIO_TARGET,
+        },
     ]
 
 
 def cpu_comparison(paths: dict[str, dict]) -> str:
+    """CPU per GB of every row beside ours (both daemons, or sshd and ssh)."""
     ours = lookup(paths.get("ours", {}), "single", "daemon_cpu_s_per_gb")
-    theirs = lookup(paths.get("upstream", {}), "single", "daemon_cpu_s_per_gb")
-    if not ours or not theirs:
+    others = [
+        (result["label"], lookup(result, "single", "daemon_cpu_s_per_gb"))
+        for key, result in paths.items()
+        if key != "ours"
+    ]
+    compared = [f"{label} {cpu:.2f} s ({cpu / ours:.2f} × ours)" for label, cpu in others if cpu]
+    if not ours or not compared:
         return ""
     return (
-        f"Daemon CPU (both processes, user + system) per GB through one stream: ours {ours:.2f} s, "
-        f"upstream {theirs:.2f} s: upstream needs {theirs / ours:.2f} × ours. This varies far less "
-        "than MB/s with other load on the machine."
+        f"CPU (user + system of both ends: the two daemons, or sshd and ssh) per GB through one "
+        f"stream: ours {ours:.2f} s; {'; '.join(compared)}. This varies far less than MB/s with "
+        "other load on the machine."
     )
 
 
@@ -228,8 +259,9 @@ def _phase_heading(paths: dict[str, dict], phase: str) -> str:
 
 def workload(config: dict) -> str:
     return (
-        f"Round trips: {config['message_size']} B x {config['round_trips']} "
-        f"(at most {config['echo_budget']:g} s); 1 stream: {config['bulk_bytes'] / MB:g} MB, "
+        f"Round trips: {config['message_size']} B x {config['round_trips']} in {config['transfers']} "
+        f"block(s) taking turns between paths (at most {config['echo_budget']:g} s); "
+        f"1 stream: {config['bulk_bytes'] / MB:g} MB, "
         f"median of {config['transfers']}; {config['streams']} streams: "
         f"{config['streams']} x {config['stream_bytes'] / MB:g} MB; setup: median of "
         f"{config['setup_runs']} pairs. MB = 10^6 bytes; every transfer is SHA-256 checked."
@@ -248,7 +280,7 @@ def notes(paths: dict[str, dict], config: dict) -> list[str]:
             lines.append(f"- {label}: {printed} stdout lines from both daemons per 1-stream transfer")
         cpu = lookup(result, "round_trip", "daemon_cpu_s_per_round_trip")
         if cpu is not None:
-            lines.append(f"- {label}: both daemons used {cpu * 1e6:.0f} µs CPU per round trip")
+            lines.append(f"- {label}: both ends used {cpu * 1e6:.0f} µs CPU per round trip")
         if result.get("path"):
             lines.append(f"- {label}: Dilation path {result['path']}")
     return lines

@@ -23,6 +23,11 @@ DBUS = DBUS_NAME
 
 CALL_TIMEOUT = 15.0  # seconds; fowld answers most calls at once
 SLOW_CALL_TIMEOUT = 60.0  # Invite waits up to 30 s for the mailbox to hand out a code
+ACTIVATION_TIMEOUT = 60.0  # the bus itself gives an activated service 25 s to own its name
+ACTIVATION_FAILED = (
+    "fowld is not running and D-Bus activation could not start it"
+    " (see `journalctl --user -u fowld`, or run `fowld`)"
+)
 
 
 def session_bus_address(environ: Mapping[str, str], explicit: str | None = None) -> str:
@@ -57,12 +62,31 @@ class Fowld:
             raise BusUnreachable(f"cannot connect to the session bus at {address}: {_reason(e)}") from None
         fowld = cls(connection)
         try:
-            if not await fowld._call(DBUS, DBUS_PATH, DBUS, "NameHasOwner", "s", [BUS_NAME]):
-                raise FowldNotRunning()
+            await fowld._ensure_running()
         except BaseException:
             fowld.disconnect()
             raise
         return fowld
+
+    async def _ensure_running(self) -> None:
+        """Make sure fowld owns its name, starting it by D-Bus activation where the bus can."""
+        if await self._call(DBUS, DBUS_PATH, DBUS, "NameHasOwner", "s", [BUS_NAME]):
+            return
+        try:
+            # Answers once fowld owns its name (the bus gives up after its own timeout). A bus
+            # looks through its service directories again for a name it does not know, so an
+            # activation file installed after the bus started is found here.
+            await self._call(
+                DBUS, DBUS_PATH, DBUS, "StartServiceByName", "su", [BUS_NAME, 0], timeout=ACTIVATION_TIMEOUT
+            )
+        except FowldNotRunning:
+            raise  # ServiceUnknown: neither running nor activatable
+        except TimedOut:
+            raise TimedOut(
+                f"fowld did not start within {ACTIVATION_TIMEOUT:g} s of being activated"
+            ) from None
+        except CtlError as e:
+            raise FowldNotRunning(f"{ACTIVATION_FAILED}: {e.message}") from None
 
     def disconnect(self) -> None:
         self._connection.disconnect()
@@ -96,7 +120,7 @@ class Fowld:
         except RemoteError as e:
             raise from_remote(e.errName, e.message, what) from None
         except TimeOut:
-            raise TimedOut(f"fowld did not answer {method} within {timeout:g} s") from None
+            raise TimedOut(f"fowld did not answer within {timeout:g} s") from None
         except DBusException as e:
             raise CtlError(f"D-Bus error: {e}") from None
 

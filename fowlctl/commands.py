@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
 
 from fowlctl.bus import SLOW_CALL_TIMEOUT, Fowld
 from fowlctl.check import check_files, result_json, summary_line
@@ -19,10 +20,12 @@ from fowlctl.render import (
     format_verifier,
     forwards_lines,
     profiles_text,
+    qr_code,
     session_details,
     sessions_table,
 )
-from fowlctl.watch import event_from_signal, event_json, event_line, owner_event
+from fowlctl.top import ENTER, HOME_AND_CLEAR, LEAVE, reading, top_screen
+from fowlctl.watch import event_from_signal, event_json, event_line, owner_event, present_event
 
 
 @dataclass
@@ -39,14 +42,23 @@ class Context:
 
 
 async def invite(ctx: Context) -> int:
+    inline = ctx.args.inline
+
     async def begin(fowld: Fowld) -> str:
-        path, code = await fowld.call_manager("Invite", "s", [ctx.args.profile], timeout=SLOW_CALL_TIMEOUT)
+        if inline is None:
+            call = ("Invite", "s", [ctx.args.profile])
+        else:
+            call = ("InviteWith", "a{sv}a{sv}", [inline.profile(), {}])
+        path, code = await fowld.call_manager(*call, timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
+        join = f"fowlctl accept PROFILE {code}" if inline is None else inline.join_command(code)
         text = (
             f"Session {session_id} is waiting for your peer. Give them this code:\n\n"
             f"    {code}\n\n"
-            f"They join with:  fowlctl accept PROFILE {code}"
+            f"They join with:  {join}"
         )
+        if ctx.out.is_terminal() and not ctx.args.no_qr:
+            text += "\n\nOr they scan the code:\n" + qr_code(code)
         ctx.out.result(text, {"event": "code", "session": session_id, "object_path": path, "code": code})
         return path
 
@@ -56,7 +68,11 @@ async def invite(ctx: Context) -> int:
 async def accept(ctx: Context) -> int:
     async def begin(fowld: Fowld) -> str:
         args = ctx.args
-        path = await fowld.call_manager("Accept", "ss", [args.profile, args.code], timeout=SLOW_CALL_TIMEOUT)
+        if args.inline is None:
+            call = ("Accept", "ss", [args.profile, args.code])
+        else:
+            call = ("AcceptWith", "a{sv}sa{sv}", [args.inline.profile(), args.code, {}])
+        path = await fowld.call_manager(*call, timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
         text = f"Session {session_id} is joining with code {args.code}."
         ctx.out.result(text, {"event": "joining", "session": session_id, "object_path": path})
@@ -88,10 +104,11 @@ async def _start_and_wait(ctx: Context, begin) -> int:
         session_id = id_from_path(path)
         ctx.out.tell("Waiting for the peer to connect (Ctrl-C stops waiting; the session keeps running)...")
         try:
-            view = await follower.until_connected(path, session_id, ctx.args.timeout)
+            answer_timeout = getattr(ctx.args, "answer_timeout", None)
+            view = await follower.until_connected(path, session_id, ctx.args.timeout, answer_timeout)
         except TimedOut as e:
             await _close_quietly(fowld, path, session_id)
-            raise TimedOut(f"{e.message}; closed session {session_id}") from None
+            raise type(e)(f"{e.message}; closed session {session_id}") from None
         except CancelledError:
             ctx.out.tell(
                 f"Stopped waiting. Session {session_id} keeps running in fowld;"
@@ -229,7 +246,14 @@ async def watch(ctx: Context) -> int:
     fowld = await ctx.connect()
     lost: Deferred = Deferred()  # fails if the bus goes away
     try:
-        show = ctx.out.result
+        held: list | None = []  # events that arrive before the snapshot is out wait for it
+
+        def show(e) -> None:
+            if held is not None:
+                held.append(e)
+            else:
+                ctx.out.result(event_line(e), event_json(e))
+
         names: dict[str, str] = {}
 
         def on_signal(message) -> None:
@@ -237,11 +261,10 @@ async def watch(ctx: Context) -> int:
                 message.interface, message.member, message.path, message.body or (), names, time.time()
             )
             if e is not None:
-                show(event_line(e), event_json(e))
+                show(e)
 
         def on_owner(new_owner: str) -> None:
-            e = owner_event(new_owner, time.time())
-            show(event_line(e), event_json(e))
+            show(owner_event(new_owner, time.time()))
 
         def on_lost() -> None:
             if not lost.called:
@@ -249,8 +272,13 @@ async def watch(ctx: Context) -> int:
 
         await fowld.subscribe(on_signal, on_owner)
         fowld.on_bus_lost(on_lost)
-        for s in await fowld.sessions():  # to name sessions that started before we did
-            names[s.object_path] = s.id
+        snapshot = sorted(await fowld.sessions(), key=lambda s: (s.created_usec, s.id))
+        pending, held = held, None
+        for s in snapshot:  # first what is there, then what happens
+            names.setdefault(s.object_path, s.id)
+            show(present_event(s, time.time()))
+        for e in pending:
+            show(e)
         ctx.out.tell("Watching fowld's sessions; Ctrl-C stops.")
         try:
             await lost
@@ -261,6 +289,27 @@ async def watch(ctx: Context) -> int:
             lost.callback(None)  # our own disconnect is no loss
         fowld.disconnect()
     return ExitCode.OK
+
+
+async def top(ctx: Context) -> int:
+    """Redraw the live view every interval until Ctrl-C."""
+    fowld = await ctx.connect()
+    write = ctx.out.draw
+    write(ENTER)
+    try:
+        before: dict = {}
+        then = ctx.reactor.seconds()
+        while True:
+            sessions = await fowld.sessions()
+            now = ctx.reactor.seconds()
+            write(HOME_AND_CLEAR + top_screen(sessions, before, now - then, time.time()) + "\n")
+            before, then = reading(sessions), now
+            await deferLater(ctx.reactor, ctx.args.interval, lambda: None)
+    except CancelledError:
+        return ExitCode.OK
+    finally:
+        write(LEAVE)
+        fowld.disconnect()
 
 
 # --- Offline ----------------------------------------------------------------------------------

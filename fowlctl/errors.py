@@ -71,6 +71,12 @@ class TimedOut(CtlError):
     name = "org.fowl.fowlctl.Error.TimedOut"
 
 
+class NobodyAnswered(TimedOut):
+    """accept: no peer showed up with the code (nobody holds its nameplate, or a typo)."""
+
+    name = "org.fowl.fowlctl.Error.NobodyAnswered"
+
+
 def from_remote(error_name: str, message: str, what: str = "") -> CtlError:
     """Translate a D-Bus error reply into the error fowlctl reports.
 

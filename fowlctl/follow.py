@@ -11,11 +11,20 @@ from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 
 from fowlctl.bus import OBJECT_MANAGER, SESSION, Fowld
-from fowlctl.errors import BusUnreachable, FowldNotRunning, SessionEnded, SessionNotFound, TimedOut
+from fowlctl.errors import (
+    BusUnreachable,
+    FowldNotRunning,
+    NobodyAnswered,
+    SessionEnded,
+    SessionNotFound,
+    TimedOut,
+)
 from fowlctl.model import CONNECTED, ENDED_STATES, SessionView
 
 # Once connected, how long to wait for the peer to answer about services and clients.
 SETTLE_TIMEOUT = 5.0
+# States of a session that has seen no peer on the mailbox yet.
+NO_PEER_YET_STATES = frozenset({"starting", "waiting"})
 
 
 class SessionFollower:
@@ -61,13 +70,17 @@ class SessionFollower:
         state = state if state in ENDED_STATES else "closed"
         return SessionEnded(f"session {session_id} {state}" + (f": {reason}" if reason else ""))
 
-    async def until_connected(self, path: str, session_id: str, timeout: float | None = None) -> SessionView:
+    async def until_connected(
+        self, path: str, session_id: str, timeout: float | None = None, answer_timeout: float | None = None
+    ) -> SessionView:
         """The session's properties once it is connected and its forwards have settled.
 
-        Raises SessionEnded if it fails or closes first, TimedOut after ``timeout`` seconds.
+        Raises SessionEnded if it fails or closes first, TimedOut after ``timeout`` seconds,
+        NobodyAnswered if no peer has shown up on the mailbox within ``answer_timeout``.
         """
         now = self._reactor.seconds
         deadline = None if timeout is None else now() + timeout
+        answer_deadline = None if answer_timeout is None else now() + answer_timeout
         settle_deadline = None
         while True:
             if self._bus_lost:
@@ -86,6 +99,13 @@ class SessionFollower:
                 raise SessionEnded(f"session {session_id} {view.state}{reason}")
             if view.settled:
                 return view
+            if view.state not in NO_PEER_YET_STATES:
+                answer_deadline = None  # a peer answered: from here on only --timeout applies
+            elif answer_deadline is not None and now() >= answer_deadline:
+                raise NobodyAnswered(
+                    f"nobody answered the code within {answer_timeout:g} s (check the code with your"
+                    " peer: their invite must still be waiting)"
+                )
             if view.state == CONNECTED:
                 settle_deadline = settle_deadline or now() + SETTLE_TIMEOUT
                 if now() >= settle_deadline:
@@ -94,7 +114,7 @@ class SessionFollower:
                 settle_deadline = None
             if self._dirty:
                 continue
-            limits = [t for t in (deadline, settle_deadline) if t is not None]
+            limits = [t for t in (deadline, settle_deadline, answer_deadline) if t is not None]
             self._waiter = Deferred()
             if limits:
                 self._waiter.addTimeout(max(0.0, min(limits) - now()), self._reactor)

@@ -31,6 +31,16 @@ class ClientView:
 
 
 @dataclass(frozen=True)
+class ConnectionView:
+    id: int
+    service: str
+    direction: str  # incoming | outgoing
+    bytes_in: int
+    bytes_out: int
+    opened_usec: int
+
+
+@dataclass(frozen=True)
 class SessionView:
     object_path: str
     id: str
@@ -53,6 +63,7 @@ class SessionView:
     total_connections: int
     created_usec: int
     restarts: int
+    connections: tuple[ConnectionView, ...] = ()  # open now, with their bytes so far
 
     @property
     def settled(self) -> bool:
@@ -101,6 +112,10 @@ def session_from_properties(object_path: str, props: Mapping[str, object]) -> Se
         total_connections=number("TotalConnections"),
         created_usec=number("CreatedUSec"),
         restarts=number("Restarts"),
+        connections=tuple(
+            ConnectionView(int(i), str(n), str(d), int(bi), int(bo), int(t))
+            for i, n, d, bi, bo, t in props.get("Connections", ())
+        ),
     )
 
 
@@ -157,6 +172,17 @@ def session_json(s: SessionView) -> dict:
         "total_connections": s.total_connections,
         "created_usec": s.created_usec,
         "restarts": s.restarts,
+        "connections": [
+            {
+                "id": c.id,
+                "service": c.service,
+                "direction": c.direction,
+                "bytes_in": c.bytes_in,
+                "bytes_out": c.bytes_out,
+                "opened_usec": c.opened_usec,
+            }
+            for c in s.connections
+        ],
     }
 
 

@@ -20,6 +20,15 @@ class Output:
         else:
             print(text, file=self._stdout, flush=True)
 
+    def is_terminal(self) -> bool:
+        """Results go to a terminal (a person reads them), not to a pipe or file."""
+        return not self.json_mode and self._stdout.isatty()
+
+    def draw(self, text: str) -> None:
+        """Terminal output as it is, control sequences included (the live view)."""
+        self._stdout.write(text)
+        self._stdout.flush()
+
     def tell(self, text: str) -> None:
         """Errors and guidance for people, on stderr: never part of the results, whatever the mode."""
         print(text, file=self._stderr, flush=True)

@@ -22,6 +22,24 @@ def format_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def qr_code(text: str) -> str:
+    """``text`` as a QR code drawn with block characters, light modules as blocks (for dark terminals)."""
+    import io
+
+    import qrcode  # only invite on a terminal needs it
+
+    qr = qrcode.QRCode(border=2)
+    qr.add_data(text)
+    drawn = io.StringIO()
+    qr.print_ascii(out=drawn, invert=True)
+    return drawn.getvalue().rstrip("\n")
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``: the noun agrees with the number."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def format_duration(seconds: float) -> str:
     """A coarse, readable duration: ``42 s``, ``5 min``, ``2 h 5 min``, ``3 d 4 h``."""
     s = max(0, int(seconds))
@@ -58,7 +76,10 @@ def peer_summary(s: SessionView) -> str:
 
 def sessions_table(sessions: Sequence[SessionView]) -> str:
     if not sessions:
-        return "No sessions. Start one with `fowlctl invite PROFILE` or `fowlctl accept PROFILE CODE`."
+        return (
+            "No sessions. Start one with `fowlctl invite --offer NAME=ADDR`"
+            " or `fowlctl accept CODE --want NAME` (or with a PROFILE)."
+        )
     rows = [
         (
             s.id,

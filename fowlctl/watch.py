@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from fowlctl.bus import OBJECT_MANAGER, SESSION
 from fowlctl.ids import SESSION_PATH_PREFIX, id_from_path
+from fowlctl.model import SessionView
 from fowlctl.render import format_bytes
 
 
@@ -69,6 +70,19 @@ def event_from_signal(
     return None
 
 
+def present_event(session: SessionView, now: float) -> WatchEvent:
+    """A session that was already there when watching began (the snapshot before the events)."""
+    details = {
+        "profile": session.profile,
+        "state": session.state,
+        "reason": session.reason,
+        "open_connections": session.open_connections,
+        "bytes_in": session.bytes_in,
+        "bytes_out": session.bytes_out,
+    }
+    return WatchEvent(now, "session-present", session.id, details)
+
+
 def owner_event(new_owner: str, now: float) -> WatchEvent:
     """fowld appeared on the bus (a new owner of its name) or left it (no owner)."""
     return WatchEvent(now, "fowld-started" if new_owner else "fowld-stopped")
@@ -83,7 +97,11 @@ def event_line(e: WatchEvent) -> str:
     """``HH:MM:SS.mmm  SESSION  what happened`` in local time."""
     stamp = datetime.datetime.fromtimestamp(e.time).strftime("%H:%M:%S.%f")[:-3]
     d = e.details
-    if e.event == "session-added":
+    if e.event == "session-present":
+        moved = f"{format_bytes(d['bytes_in'])} in, {format_bytes(d['bytes_out'])} out"
+        state = d["state"] + (f" ({d['reason']})" if d["reason"] else "")
+        text = f"present (profile {d['profile']}): {state}, {d['open_connections']} open, {moved}"
+    elif e.event == "session-added":
         text = f"added (profile {d['profile']})"
     elif e.event == "session-removed":
         text = "removed"

@@ -19,6 +19,7 @@ from twisted.logger import (
 )
 
 from fowld import __version__
+from fowld.daemon import journal
 from fowld.daemon.options import DAEMON_PEER_LOST_TIMEOUT, SessionOptions
 from fowld.engine import rules
 from fowld.engine.config import (
@@ -29,8 +30,10 @@ from fowld.engine.config import (
     DEFAULT_TRANSIT_RELAY,
 )
 
-# Options that describe the single session of --stdio; in the daemon each profile says.
-_STDIO_ONLY = ("mailbox", "transit_relay", "embedded_mailbox")
+# Commands that set up the service rather than run it (fowld/install.py).
+SETUP_COMMANDS = ("install", "uninstall")
+# Options that describe the single session of --stdio only.
+_STDIO_ONLY = ("embedded_mailbox",)
 MAX_PEER_LOST_TIMEOUT = 86400.0
 
 EPILOG = """\
@@ -39,6 +42,9 @@ examples:
   fowld --stdio                           one session, JSON lines on stdin/stdout
   fowld --stdio --mailbox ws://127.0.0.1:4000/v1 --transit-relay tcp:127.0.0.1:4001
   fowld --stdio --embedded-mailbox tcp:4000   serve a mailbox in-process (offline/LAN)
+  fowld install                           set up this fowld as your systemd user service
+  fowld install --dry-run                 show what `fowld install` would write
+  fowld uninstall                         stop it and remove what `fowld install` wrote
 
 stdio input (one JSON object per line):
   {"kind": "allocate-code"}                 or {"kind": "set-code", "code": "7-foo-bar"}
@@ -63,12 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fowld {__version__}")
     parser.add_argument("--stdio", action="store_true", help="run one session driven by JSON lines")
-    parser.add_argument("--mailbox", metavar="URL", help=f"mailbox server (default {DEFAULT_MAILBOX})")
+    parser.add_argument(
+        "--mailbox",
+        metavar="URL",
+        help=f"mailbox server (default {DEFAULT_MAILBOX}); daemon: for profiles and ad-hoc sessions "
+        "that name none (overrides fowld.yaml)",
+    )
     parser.add_argument(
         "--transit-relay",
         metavar="HINT",
         help=f"transit relay for when no direct path works (default {DEFAULT_TRANSIT_RELAY}); "
-        "'none' to use no relay",
+        "--stdio: 'none' to use no relay; daemon: as --mailbox",
     )
     parser.add_argument(
         "--embedded-mailbox",
@@ -99,8 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["daemon"],
-        help="run the D-Bus service (the default without --stdio; what the systemd unit runs)",
+        choices=["daemon", *SETUP_COMMANDS],
+        help="daemon: run the D-Bus service (the default without --stdio; what the systemd unit runs); "
+        "install: write the systemd user unit (ExecStart= this fowld) and the D-Bus activation file, "
+        "then reload your user manager; uninstall: stop the service and remove those files",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="install, uninstall: say what would change, change nothing"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="install: replace unit files that `fowld install` did not write"
     )
     parser.add_argument(
         "--profiles",
@@ -116,13 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
         f"ends (default {DEFAULT_PEER_LOST_TIMEOUT:g}); 0 never",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    parser.add_argument(
+        "--log-priorities",
+        action="store_true",
+        help="start each log line with its syslog priority, <3> for errors to <7> for debug "
+        "(automatic when stderr is systemd's journal)",
+    )
     return parser
 
 
-def start_logging(verbosity: int) -> None:
+def start_logging(verbosity: int, priorities: bool = False) -> None:
+    """Log to stderr; lines carry their syslog priority for the journal (when stderr is it, or asked)."""
     level = {0: LogLevel.warn, 1: LogLevel.info}.get(verbosity, LogLevel.debug)
     predicate = LogLevelFilterPredicate(defaultLogLevel=level)
-    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    prefixed = priorities or journal.stderr_is_journal()
+    journal.use_priorities(prefixed)
+    writer = journal.JournalObserver(sys.stderr) if prefixed else textFileLogObserver(sys.stderr)
+    observer = FilteringLogObserver(writer, [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
@@ -139,7 +168,17 @@ def raise_file_limit() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    start_logging(args.verbose)
+    if args.command in SETUP_COMMANDS:
+        if args.stdio:
+            build_parser().error(f"{args.command} takes no --stdio")
+        if args.force and args.command != "install":
+            build_parser().error("--force goes with install")
+        from fowld import install
+
+        sys.exit(install.main(args))
+    if args.dry_run or args.force:
+        build_parser().error("--dry-run and --force go with install and uninstall")
+    start_logging(args.verbose, args.log_priorities)
     raise_file_limit()
     try:
         rules.check_code_length(args.code_length, "--code-length")
@@ -165,21 +204,35 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_daemon(args: argparse.Namespace) -> int:
     """Serve ``org.fowl.Fowld1`` until SIGTERM; returns the process exit status."""
-    from fowld.daemon.profiles import profiles_dir
+    from fowld.daemon.profiles import (
+        ProfileError,
+        load_settings,
+        profiles_dir,
+        settings_file,
+        settings_from_dict,
+    )
     from fowld.dbus.app import run
 
     log = Logger()
     for name in _STDIO_ONLY:
         if getattr(args, name, None):
             option = "--" + name.replace("_", "-")
-            log.warn("{option} is ignored by the daemon: each profile names its own", option=option)
+            log.warn("{option} is ignored by the daemon: it belongs to --stdio", option=option)
+    given = {"mailbox": args.mailbox, "transit-relay": args.transit_relay}
+    try:
+        defaults = settings_from_dict(
+            {k: v for k, v in given.items() if v}, "the command line", load_settings(settings_file())
+        )
+    except ProfileError as e:
+        journal.tell_error(str(e))
+        return 2
     timeout = DAEMON_PEER_LOST_TIMEOUT if args.peer_lost_timeout is None else args.peer_lost_timeout
     if not 0 <= timeout <= MAX_PEER_LOST_TIMEOUT:
-        print(f"fowld: --peer-lost-timeout must be 0-{MAX_PEER_LOST_TIMEOUT:g} seconds", file=sys.stderr)
+        journal.tell_error(f"--peer-lost-timeout must be 0-{MAX_PEER_LOST_TIMEOUT:g} seconds")
         return 2
     options = SessionOptions(
         relay_only=args.relay_only,
         ping_interval=args.ping_interval,
         peer_lost_timeout=timeout or None,
     )
-    return run(Path(args.profiles) if args.profiles else profiles_dir(), options)
+    return run(Path(args.profiles) if args.profiles else profiles_dir(), options, defaults)

@@ -37,13 +37,20 @@ Predicate = Callable[[dict], bool]
 
 # Upstream hard-codes the public transit relay and offers every local address for
 # direct connections; point both at loopback so every connection stays on this host
-# (an empty relay argument: no relay at all).
+# (an empty relay argument: no relay at all). "relay-only" sets the Connector's own
+# no_listen, as magic-wormhole does for --no-listen: no listener and no direct hints.
 _UPSTREAM_LAUNCHER = """\
 import sys
 import wormhole.cli.public_relay as public_relay
 from wormhole._dilation.connector import Connector
 public_relay.TRANSIT_RELAY = sys.argv.pop(1) or None
 Connector._get_listener_addresses = lambda self: ["127.0.0.1"]
+if sys.argv.pop(1) == "relay-only":
+    start = Connector.start
+    def start_without_listening(self):
+        self._no_listen = True
+        start(self)
+    Connector.start = start_without_listening
 from fowl.cli import fowld
 sys.exit(fowld())
 """
@@ -240,9 +247,16 @@ def start_ours(
     return start_stdio(group, argv, label, {**os.environ, "FOWL_DIRECT_ADDRESSES": LOOPBACK})
 
 
-def upstream_argv(upstream_python: Path, mailbox_url: str, transit_hint: str | None) -> list[str]:
-    """Upstream fowl's ``fowld`` (its stdio daemon) on this mailbox; relay None: no relay."""
-    return [str(upstream_python), "-c", _UPSTREAM_LAUNCHER, transit_hint or "", "--mailbox", mailbox_url]
+def upstream_argv(
+    upstream_python: Path, mailbox_url: str, transit_hint: str | None, relay_only: bool = False
+) -> list[str]:
+    """Upstream fowl's ``fowld`` (its stdio daemon) on this mailbox; relay None: no relay.
+
+    ``relay_only``: no direct connections, only through ``transit_hint``.
+    """
+    mode = "relay-only" if relay_only else "direct"
+    launcher = [str(upstream_python), "-c", _UPSTREAM_LAUNCHER, transit_hint or "", mode]
+    return [*launcher, "--mailbox", mailbox_url]
 
 
 def start_upstream(

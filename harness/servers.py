@@ -241,25 +241,46 @@ def dbus_daemon() -> str | None:
     return shutil.which("dbus-daemon")
 
 
+ACTIVATION_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={socket}</listen>
+  <servicedir>{services}</servicedir>
+  <policy context="default">
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
 def start_dbus_bus(
     group: ProcessGroup,
     directory: Path,
     timeout: float = START_TIMEOUT,
     wrap: Callable[[list[str]], list[str]] | None = None,
+    services: Path | None = None,
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> DBusBus:
     """Run a private session bus whose socket lives in ``directory``.
 
     Keep ``directory`` short: a UNIX socket path is limited to about 100 bytes.
-    ``wrap`` rewrites the argv (to run the bus in a network namespace).
+    ``wrap`` rewrites the argv (to run the bus in a network namespace). With
+    ``services``, the bus reads D-Bus activation files from that directory (and
+    starts what their ``Exec=`` names, with ``env``).
     """
-    argv = [
-        dbus_daemon() or "dbus-daemon",
-        "--session",
-        "--nofork",
-        "--print-address=1",
-        f"--address=unix:path={directory / 'bus'}",
-    ]
-    process = group.spawn(wrap(argv) if wrap else argv, stdout=subprocess.PIPE, name="dbus-daemon")
+    argv = [dbus_daemon() or "dbus-daemon", "--nofork", "--print-address=1"]
+    if services is None:
+        argv += ["--session", f"--address=unix:path={directory / 'bus'}"]
+    else:
+        config = directory / "bus.conf"
+        config.write_text(ACTIVATION_BUS_CONFIG.format(socket=directory / "bus", services=services))
+        argv.append(f"--config-file={config}")
+    argv += options
+    process = group.spawn(wrap(argv) if wrap else argv, stdout=subprocess.PIPE, name="dbus-daemon", env=env)
     try:
         address = read_line(process.stdout, timeout).decode().strip()
     except (TimeoutError, EOFError) as e:

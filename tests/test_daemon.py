@@ -657,12 +657,12 @@ def test_sd_notify_ready_status_reload_and_stop(processes, dbus_bus, mailbox, tm
                 busctl(dbus_bus.address, "status", BUS_NAME).returncode == 0
             )  # READY=1 means the name is ours
             status = next(x for x in got if x.startswith("STATUS="))
-            assert status == "STATUS=0 sessions, 0 connected; 1 profiles"
+            assert status == "STATUS=0 sessions, 0 connected; 1 profile"
             datagrams(sock, lambda m: "WATCHDOG=1" in m, 5)
 
             write_profile(tmp_path / "fowl/profiles", "bad", "nothing: here\n")
             process.send_signal(signal.SIGHUP)
-            new_status = "STATUS=0 sessions, 0 connected; 1 profiles (1 invalid)"
+            new_status = "STATUS=0 sessions, 0 connected; 1 profile (1 invalid)"
             got = datagrams(sock, lambda m: "READY=1" in m and new_status in m, 10.0)
             reloading = next(i for i, x in enumerate(got) if x.startswith("RELOADING=1"))
             assert reloading < got.index("READY=1")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fowlctl import cli
+from fowlctl import cli, runner
 from fowlctl.bus import session_bus_address
 from fowlctl.errors import (
     NOT_RUNNING_MESSAGE,
@@ -141,7 +141,7 @@ def test_remote_errors_become_messages_and_exit_codes() -> None:
 
 def test_json_errors_carry_name_message_and_exit_code() -> None:
     stdout, stderr = io.StringIO(), io.StringIO()
-    code = cli.report_error(FowldNotRunning(), Output(True, stdout, stderr))
+    code = runner.report_error(FowldNotRunning(), Output(True, stdout, stderr))
     assert code == 3
     assert json.loads(stdout.getvalue()) == {
         "error": {"name": "org.fowl.fowlctl.Error.NotRunning", "message": NOT_RUNNING_MESSAGE, "exit_code": 3}
@@ -209,6 +209,7 @@ PROPS = {
     "Restarts": 0,
 }
 SESSION_KEYS = {
+    "connections",
     "id",
     "object_path",
     "profile",
@@ -396,7 +397,7 @@ def _fowlctl(
 
 
 def test_check_accepts_the_example_profiles() -> None:
-    files = sorted(str(p) for p in (REPO_ROOT / "config").glob("*.yaml"))
+    files = sorted(str(p) for p in (REPO_ROOT / "fowld" / "data" / "examples").glob("*.yaml"))
     assert files
     result = _fowlctl("check", *files)
     assert result.returncode == 0, result.stderr
@@ -512,17 +513,29 @@ class Side:
         return write_profile(self.profiles, name, text)
 
 
-def _start_side(group: ProcessGroup, name: str, base: Path, profile_text: str, profile: str) -> Side:
+def _start_side(
+    group: ProcessGroup,
+    name: str,
+    base: Path,
+    profile_text: str | None = None,
+    profile: str = "",
+    fowld_args: tuple[str, ...] = (),
+    settings: str | None = None,
+) -> Side:
+    """A private bus and a fowld on it, with one profile (or none), ``fowld_args`` and fowld.yaml."""
     if dbus_daemon() is None:
         pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
     profiles = base / "config" / "fowl" / "profiles"
     profiles.mkdir(parents=True)
+    if settings is not None:
+        (profiles.parent / "fowld.yaml").write_text(settings)
     bus = start_dbus_bus(group, base)
     env = _clean_env(DBUS_SESSION_BUS_ADDRESS=bus.address, XDG_CONFIG_HOME=str(base / "config"))
     # Relay only: the two fowlds then never leave loopback for a direct path.
-    daemon = spawn_fowld(group, "--relay-only", env=env, name=f"fowld-{name}")
+    daemon = spawn_fowld(group, "--relay-only", *fowld_args, env=env, name=f"fowld-{name}")
     side = Side(name, env, profiles, daemon)
-    side.write_profile(profile, profile_text)
+    if profile_text is not None:
+        side.write_profile(profile, profile_text)
 
     def ready() -> bool:
         if daemon.poll() is not None:
@@ -568,6 +581,20 @@ def pair(tmp_path_factory, mailbox, transit_relay, echo_server) -> Iterator[tupl
             group.stop_all()
 
 
+def echo_through(port: int, size: int) -> bytes:
+    """Send ``size`` random bytes to the echo service behind ``port`` and check they come back."""
+    payload = os.urandom(size)
+    with socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            assert chunk, "the tunnel closed early"
+            got += chunk
+    assert got == payload
+    return payload
+
+
 def _json_line(process: subprocess.Popen, timeout: float = STEP_TIMEOUT) -> dict:
     return json.loads(read_line(process.stdout, timeout))
 
@@ -608,15 +635,7 @@ def test_invite_accept_forward_list_status_ping_close(pair, processes, echo_serv
     assert client["state"] == "listening" and client["port"] > 0
 
     # Real bytes through the tunnel, then the counters that show them.
-    payload = os.urandom(5000)
-    with socket.create_connection(("127.0.0.1", client["port"]), timeout=STEP_TIMEOUT) as s:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            chunk = s.recv(65536)
-            assert chunk, "the tunnel closed early"
-            got += chunk
-    assert got == payload
+    payload = echo_through(client["port"], 5000)
 
     def counted() -> dict | None:
         (s,) = bob.sessions()

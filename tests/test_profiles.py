@@ -424,14 +424,14 @@ def test_permission_warning(tmp_path: Path, text: str, mode: int, warned: str | 
 
 
 def test_shipped_profiles_load_and_explain_themselves():
-    paths = sorted((REPO / "config").glob("*.yaml"))
+    paths = sorted((REPO / "fowld" / "data" / "examples").glob("*.yaml"))
     names = {p.stem for p in paths}
     assert {"ssh-share", "ssh-join", "tty-share", "web-preview"} <= names
     for path in paths:
         profile = load_profile(path)
         assert profile.description, path
         assert path.read_text().startswith("#"), f"{path} should open with a comment"
-    found = load_profiles(REPO / "config")
+    found = load_profiles(REPO / "fowld" / "data" / "examples")
     assert found.errors == () and set(found.profiles) == names
     share, join = found.profiles["ssh-share"], found.profiles["ssh-join"]
     assert share.services[0].name == join.clients[0].name  # the two halves fit together

@@ -7,7 +7,7 @@ status) follow it through ``ManagerListener`` callbacks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from twisted.application.service import MultiService
@@ -15,9 +15,9 @@ from twisted.internet.defer import Deferred, TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs, NoCode
+from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs, InvalidProfile, NoCode
 from fowld.daemon.options import SessionOptions
-from fowld.daemon.profiles import Profile, ProfileChanges
+from fowld.daemon.profiles import Profile, ProfileChanges, ProfileError, profile_from_dict
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.store import ProfileStore
 from fowld.daemon.supervisor import Mode, SupervisedSession
@@ -26,6 +26,9 @@ from fowld.engine import events, rules
 log = Logger()
 CODE_TIMEOUT = 30.0  # seconds Invite waits for the mailbox to allocate a code
 STOP_TIMEOUT = 8.0  # seconds all sessions together get to close when the daemon stops
+INLINE_PROFILE_NAME = "adhoc"  # sessions of inline profiles are adhoc-1, adhoc-2, ...
+INLINE_SOURCE = "inline profile"  # where its errors come from, in place of FILE:LINE
+INLINE_OPTIONS = ("name",)
 
 
 class ManagerListener(Protocol):
@@ -66,8 +69,11 @@ class Manager(MultiService):
     # starting sessions -------------------------------------------------------------------------
 
     def invite(self, profile_name: str) -> Deferred:
+        """Start a session from a loaded profile that allocates a code; fires with (session, code)."""
+        return self.invite_profile(self.store.get(profile_name))
+
+    def invite_profile(self, profile: Profile) -> Deferred:
         """Start a session that allocates a code; fires with (session, code)."""
-        profile = self.store.get(profile_name)
         session = self._launch(profile, Mode.INVITE)
         d = session.wait_for_code(self._code_timeout)
 
@@ -84,12 +90,15 @@ class Manager(MultiService):
         return d.addCallbacks(lambda code: (session, code), no_code)
 
     def accept(self, profile_name: str, code: str) -> SupervisedSession:
+        """Start a session from a loaded profile with a code the peer gave us."""
+        return self.accept_profile(self.store.get(profile_name), code)
+
+    def accept_profile(self, profile: Profile, code: str) -> SupervisedSession:
         """Start a session with a code the peer gave us."""
-        profile = self.store.get(profile_name)
         if not code.strip():
             raise InvalidArgs("the code is empty")
         try:
-            code = rules.check_code(code)
+            code = rules.check_code(code)  # the engine's own rule: what passes here, it takes
         except rules.RuleError as e:
             raise InvalidArgs(str(e)) from None
         return self._launch(profile, Mode.ACCEPT, code)
@@ -98,7 +107,10 @@ class Manager(MultiService):
         """Start the profile's fixed-code session, supervised by its restart policy."""
         profile = self.store.get(profile_name)
         if profile.code is None:
-            raise NoCode(f"profile {profile.name!r} has no fixed code: use Invite or Accept instead")
+            raise NoCode(
+                f"profile {profile.name!r} has no fixed code: invite a peer with it or accept their code"
+                f" instead (fowlctl invite {profile.name} / fowlctl accept {profile.name} CODE)"
+            )
         running = self.sessions.fixed_code_session(profile.name)
         if running is not None:
             raise AlreadyExists(
@@ -106,6 +118,24 @@ class Manager(MultiService):
                 " (one code serves one session at a time)"
             )
         return self._launch(profile, Mode.FIXED)
+
+    def inline_profile(self, data: Mapping[str, object], options: Mapping[str, object]) -> Profile:
+        """A profile given as values rather than a file, validated exactly as files are.
+
+        It takes the daemon's default mailbox and transit relay when it names none. A code
+        has no place in it: invite allocates one, accept is given one.
+        """
+        unknown = sorted(set(options) - set(INLINE_OPTIONS))
+        if unknown:
+            raise InvalidArgs(f"unknown option {unknown[0]!r} (known: {', '.join(INLINE_OPTIONS)})")
+        name = options.get("name", INLINE_PROFILE_NAME)
+        for key in ("code", "autostart"):
+            if key in data:
+                raise InvalidProfile(f"an inline profile cannot set {key!r}: it is for one invite or accept")
+        try:
+            return profile_from_dict(data, name, INLINE_SOURCE, self.store.defaults)  # type: ignore[arg-type]
+        except ProfileError as e:
+            raise InvalidProfile(str(e)) from None
 
     def autostart(self, names: Iterable[str] | None = None) -> None:
         """Start the autostart profiles (among ``names``) that have no session yet."""

@@ -12,9 +12,11 @@ from twisted.logger import Logger
 
 from fowld.daemon.errors import InvalidProfile, ProfileNotFound
 from fowld.daemon.profiles import (
+    BUILT_IN_DEFAULTS,
     PROFILE_SUFFIX,
     Profile,
     ProfileChanges,
+    ProfileDefaults,
     ProfileError,
     ProfileSet,
     load_profiles,
@@ -24,13 +26,14 @@ log = Logger()
 
 
 class ProfileStore:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, defaults: ProfileDefaults = BUILT_IN_DEFAULTS):
         self.directory = directory
+        self.defaults = defaults  # for profiles that name no mailbox or transit relay
         self.current = ProfileSet()
 
     def load(self) -> ProfileChanges:
         """Read the directory again; returns what changed since the last load."""
-        found = load_profiles(self.directory)
+        found = load_profiles(self.directory, self.defaults)
         for error in found.errors:
             log.error("profile skipped: {error}", error=str(error))
         for warning in found.warnings:

@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from fowld.daemon.connections import OpenConnections
 from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
 from fowld.engine import events
@@ -81,6 +82,7 @@ class SupervisedSession(Service):
         self.bytes_in = 0
         self.bytes_out = 0
         self.total_connections = 0
+        self.connections = OpenConnections()
         self.status = SessionStatus(mailbox_url=profile.mailbox)
         self.session: Session | None = None
         self._reactor = reactor
@@ -226,6 +228,7 @@ class SupervisedSession(Service):
             case events.StreamBytes(_, into_tunnel, out_of_tunnel):
                 self.bytes_in += into_tunnel
                 self.bytes_out += out_of_tunnel
+        self.connections.follow(event)
         self._emit(event)
 
     def _engine_status(self, status: SessionStatus) -> None:
@@ -240,6 +243,7 @@ class SupervisedSession(Service):
         return not self._closing and should_restart(self.mode, self.profile.restart, failed)
 
     def _engine_closed(self, session: Session, result: str) -> None:
+        self.connections.clear()
         status = session.status
         reason = status.reason or result
         if not self._will_restart(status):

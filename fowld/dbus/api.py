@@ -118,6 +118,8 @@ MANAGER = Interface(
         Method("Invite", _args("s profile"), _args("o session", "s code")),
         Method("Accept", _args("s profile", "s code"), _args("o session")),
         Method("Start", _args("s profile"), _args("o session")),
+        Method("InviteWith", _args("a{sv} profile", "a{sv} options"), _args("o session", "s code")),
+        Method("AcceptWith", _args("a{sv} profile", "s code", "a{sv} options"), _args("o session")),
         Method("Reload", (), _args("as added", "as changed", "as removed")),
         Method("GetSession", _args("s id"), _args("o session")),
     ),
@@ -166,13 +168,14 @@ SESSION = Interface(
         Property("BytesOut", "t"),
         Property("OpenConnections", "u"),
         Property("TotalConnections", "t"),
+        Property("Connections", "a(ussttt)"),
         Property("CreatedUSec", "t", emits="const"),
         Property("Restarts", "u"),
     ),
 )
 
 # Session properties whose changes are announced at most twice a second.
-SESSION_COUNTERS = frozenset({"BytesIn", "BytesOut", "OpenConnections", "TotalConnections"})
+SESSION_COUNTERS = frozenset({"BytesIn", "BytesOut", "OpenConnections", "TotalConnections", "Connections"})
 
 PROPERTIES = Interface(
     PROPERTIES_INTERFACE,

@@ -9,7 +9,6 @@ only then does the bus connection go.
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from fowld.daemon import journal
 from fowld.daemon.manager import Manager
 from fowld.daemon.notify import Notifier, NotifyService
 from fowld.daemon.options import SessionOptions
-from fowld.daemon.profiles import ProfileChanges
+from fowld.daemon.profiles import BUILT_IN_DEFAULTS, ProfileChanges, ProfileDefaults
 from fowld.daemon.store import ProfileStore
 from fowld.daemon.supervisor import SupervisedSession
 from fowld.dbus.bus import BusError, BusService
@@ -32,12 +32,18 @@ from fowld.engine.status import Phase
 log = Logger()
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``: the noun agrees with the number."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def summary(manager: Manager) -> str:
     """The one-line STATUS shown by ``systemctl status``."""
     sessions = list(manager.sessions)
     connected = sum(1 for s in sessions if s.status.phase is Phase.CONNECTED)
     store = manager.store
-    text = f"{len(sessions)} sessions, {connected} connected; {len(store.profiles)} profiles"
+    profiles = counted(len(store.profiles), "profile")
+    text = f"{counted(len(sessions), 'session')}, {connected} connected; {profiles}"
     if store.errors:
         text += f" ({len(store.errors)} invalid)"
     return text
@@ -71,12 +77,18 @@ class StatusReporter:
 
 
 class Daemon(MultiService):
-    def __init__(self, profiles: Path, options: SessionOptions, reactor: Any):
+    def __init__(
+        self,
+        profiles: Path,
+        options: SessionOptions,
+        reactor: Any,
+        defaults: ProfileDefaults = BUILT_IN_DEFAULTS,
+    ):
         super().__init__()
         self.exit_code = 0
         self._reactor = reactor
         self.notifier = Notifier()
-        self.manager = Manager(ProfileStore(profiles), reactor, options)
+        self.manager = Manager(ProfileStore(profiles, defaults), reactor, options)
         self.manager_object = ManagerObject(self.manager, reactor, self.reload)
         self.bus = BusService(reactor, self.manager_object, on_lost=self.fail)
         self.status = StatusReporter(self.manager, self.notifier)
@@ -105,7 +117,7 @@ class Daemon(MultiService):
 
     def fail(self, message: str) -> None:
         """Stop with a non-zero exit status, saying why on stderr."""
-        print(f"fowld: {message}", file=sys.stderr, flush=True)
+        journal.tell_error(message)
         self.exit_code = 1
         try:
             self._reactor.stop()
@@ -140,11 +152,11 @@ class Daemon(MultiService):
                 log.failure("stopping {service!r} failed", service=service)
 
 
-def run(profiles: Path, options: SessionOptions) -> int:
+def run(profiles: Path, options: SessionOptions, defaults: ProfileDefaults = BUILT_IN_DEFAULTS) -> int:
     """Run the daemon until SIGTERM or SIGINT; returns the exit status."""
     from twisted.internet import reactor
 
-    daemon = Daemon(profiles, options, reactor)
+    daemon = Daemon(profiles, options, reactor, defaults)
 
     def reload_on_hangup(signum: int, frame: object) -> None:
         reactor.callFromThread(_reload_safely, daemon)

@@ -102,6 +102,17 @@ class ManagerObject(ExportedObject):
     def _dbus_accept(self, profile: str, code: str) -> str:
         return session_path(self.manager.accept(profile, code).id)
 
+    @dbusMethod(api.MANAGER_INTERFACE, "InviteWith")
+    def _dbus_invite_with(self, profile: dict, options: dict) -> Deferred:
+        d = self.manager.invite_profile(self.manager.inline_profile(profile, options))
+        return d.addCallback(lambda result: (session_path(result[0].id), result[1]))
+
+    @dbusMethod(api.MANAGER_INTERFACE, "AcceptWith")
+    def _dbus_accept_with(self, profile: dict, code: str, options: dict) -> str:
+        return session_path(
+            self.manager.accept_profile(self.manager.inline_profile(profile, options), code).id
+        )
+
     @dbusMethod(api.MANAGER_INTERFACE, "Start")
     def _dbus_start(self, profile: str) -> str:
         return session_path(self.manager.start(profile).id)

@@ -56,6 +56,10 @@ def session_properties(session: SupervisedSession) -> dict[str, object]:
         "BytesOut": session.bytes_out,
         "OpenConnections": session.open_connections,
         "TotalConnections": session.total_connections,
+        "Connections": [
+            (c.id, c.service, c.direction, c.bytes_in, c.bytes_out, c.opened_usec)
+            for c in session.connections.current
+        ],
         "CreatedUSec": session.created_usec,
         "Restarts": session.restarts,
     }

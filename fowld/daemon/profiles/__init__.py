@@ -6,33 +6,36 @@ the peer, and how to reach the mailbox. Everything is validated when the file
 is loaded, and every problem is reported as ``FILE:LINE: what is wrong``.
 """
 
-
 from __future__ import annotations
 
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
 from fowld.daemon.profiles.model import (
+    BUILT_IN_DEFAULTS,
     PROFILE_SUFFIX,
     ClientSpec,
     Profile,
     ProfileChanges,
+    ProfileDefaults,
     ProfileError,
     ProfileSet,
     RestartPolicy,
     ServiceSpec,
 )
-from fowld.daemon.profiles.reader import Reader
-from fowld.daemon.profiles.schema import check_profile
+from fowld.daemon.profiles.reader import Reader, Value
+from fowld.daemon.profiles.schema import check_profile, check_settings
 
 MAX_PROFILE_BYTES = 256 * 1024  # profiles are a few lines long; refuse anything absurd
 # What YAML counts as a line break, so that every line number agrees with PyYAML's marks.
 _YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+T = TypeVar("T")
 
 
 def _yaml_error(source: str, text: str, e: yaml.YAMLError) -> ProfileError:
@@ -48,8 +51,8 @@ def _yaml_error(source: str, text: str, e: yaml.YAMLError) -> ProfileError:
     return ProfileError(source, None, f"invalid YAML: {e}")
 
 
-def parse_profile(text: str, name: str, source: str = "<string>") -> Profile:
-    """Validate a profile written as YAML text."""
+def _parse_yaml(text: str, source: str, check: Callable[[Value], T], what: str = "profile") -> T:
+    """Read YAML text into located values and ``check`` them; every problem is a ProfileError."""
     try:
         loader = yaml.SafeLoader(text)  # checks for unprintable characters already
     except yaml.YAMLError as e:
@@ -57,8 +60,8 @@ def parse_profile(text: str, name: str, source: str = "<string>") -> Profile:
     try:
         node = loader.get_single_node()
         if node is None:
-            raise ProfileError(source, 1, "the profile is empty")
-        return check_profile(Reader(source, loader).from_node(node), name, source)
+            raise ProfileError(source, 1, f"the {what} is empty")
+        return check(Reader(source, loader).from_node(node))
     except yaml.YAMLError as e:
         raise _yaml_error(source, text, e) from None
     except RecursionError:
@@ -67,18 +70,22 @@ def parse_profile(text: str, name: str, source: str = "<string>") -> Profile:
         loader.dispose()
 
 
-def profile_from_dict(data: Mapping, name: str, source: str = "<dict>") -> Profile:
+def parse_profile(
+    text: str, name: str, source: str = "<string>", defaults: ProfileDefaults = BUILT_IN_DEFAULTS
+) -> Profile:
+    """Validate a profile written as YAML text."""
+    return _parse_yaml(text, source, lambda root: check_profile(root, name, source, defaults))
+
+
+def profile_from_dict(
+    data: Mapping, name: str, source: str = "<dict>", defaults: ProfileDefaults = BUILT_IN_DEFAULTS
+) -> Profile:
     """Validate a profile given as Python values (as decoded from YAML, JSON or D-Bus)."""
-    return check_profile(Reader(source).from_python(data), name, source)
+    return check_profile(Reader(source).from_python(data), name, source, defaults)
 
 
-def load_profile(path: str | os.PathLike) -> Profile:
-    """Load and validate one profile file; its name is the file name without ``.yaml``."""
-    path = Path(path)
+def _read_text(path: Path) -> str:
     source = str(path)
-    if path.suffix != PROFILE_SUFFIX:
-        # fowld reads only NAME.yaml: a file it would skip must not pass a check either
-        raise ProfileError(source, None, f"ignored: profile files must end in {PROFILE_SUFFIX}")
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_PROFILE_BYTES + 1)
@@ -87,19 +94,53 @@ def load_profile(path: str | os.PathLike) -> Profile:
     if len(raw) > MAX_PROFILE_BYTES:
         raise ProfileError(source, None, f"larger than {MAX_PROFILE_BYTES} bytes")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ProfileError(source, line, "not valid UTF-8 text") from None
-    return parse_profile(text, name=path.stem, source=source)
+
+
+def settings_from_dict(
+    data: Mapping, source: str, base: ProfileDefaults = BUILT_IN_DEFAULTS
+) -> ProfileDefaults:
+    """fowld's settings given as values (its command line), over ``base``."""
+    return check_settings(Reader(source).from_python(data), source, base)
+
+
+def load_settings(path: str | os.PathLike) -> ProfileDefaults:
+    """fowld's settings file (``fowld.yaml``); built-in defaults when there is none."""
+    path = Path(path)
+    if not path.exists():
+        return BUILT_IN_DEFAULTS
+    return _parse_yaml(_read_text(path), str(path), lambda root: check_settings(root, str(path)), "file")
+
+
+def load_profile(path: str | os.PathLike, defaults: ProfileDefaults = BUILT_IN_DEFAULTS) -> Profile:
+    """Load and validate one profile file; its name is the file name without ``.yaml``."""
+    path = Path(path)
+    source = str(path)
+    if path.suffix != PROFILE_SUFFIX:
+        # fowld reads only NAME.yaml: a file it would skip must not pass a check either
+        raise ProfileError(source, None, f"ignored: profile files must end in {PROFILE_SUFFIX}")
+    return parse_profile(_read_text(path), name=path.stem, source=source, defaults=defaults)
+
+
+def config_dir() -> Path:
+    """fowl's configuration: ``$XDG_CONFIG_HOME/fowl``, by default ``~/.config/fowl``."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    # The XDG spec says relative paths are invalid and must be ignored.
+    config = Path(base) if os.path.isabs(base) else Path.home() / ".config"
+    return config / "fowl"
 
 
 def profiles_dir() -> Path:
     """Where profiles live: ``$XDG_CONFIG_HOME/fowl/profiles``, by default under ``~/.config``."""
-    base = os.environ.get("XDG_CONFIG_HOME", "")
-    # The XDG spec says relative paths are invalid and must be ignored.
-    config = Path(base) if os.path.isabs(base) else Path.home() / ".config"
-    return config / "fowl" / "profiles"
+    return config_dir() / "profiles"
+
+
+def settings_file() -> Path:
+    """fowld's settings: ``$XDG_CONFIG_HOME/fowl/fowld.yaml``."""
+    return config_dir() / "fowld.yaml"
 
 
 def insecure_permission_warning(path: str | os.PathLike, profile: Profile | None = None) -> str | None:
@@ -124,7 +165,9 @@ def insecure_permission_warning(path: str | os.PathLike, profile: Profile | None
     return f"{path}: {' and '.join(problems)}; fix with: chmod go-rwx {path}"
 
 
-def load_profiles(directory: str | os.PathLike | None = None) -> ProfileSet:
+def load_profiles(
+    directory: str | os.PathLike | None = None, defaults: ProfileDefaults = BUILT_IN_DEFAULTS
+) -> ProfileSet:
     """Load every ``*.yaml`` profile in a directory; a bad file never stops the others."""
     directory = Path(directory) if directory is not None else profiles_dir()
     try:
@@ -139,7 +182,7 @@ def load_profiles(directory: str | os.PathLike | None = None) -> ProfileSet:
         if path.suffix not in (PROFILE_SUFFIX, ".yml"):
             continue  # not meant as a profile; a .yml file is, and is reported as skipped
         try:
-            profile = load_profile(path)
+            profile = load_profile(path, defaults)
         except ProfileError as e:
             errors.append(e)
             continue
@@ -150,11 +193,13 @@ def load_profiles(directory: str | os.PathLike | None = None) -> ProfileSet:
 
 
 __all__ = [
+    "BUILT_IN_DEFAULTS",
     "MAX_PROFILE_BYTES",
     "PROFILE_SUFFIX",
     "ClientSpec",
     "Profile",
     "ProfileChanges",
+    "ProfileDefaults",
     "ProfileError",
     "ProfileSet",
     "RestartPolicy",
@@ -162,7 +207,10 @@ __all__ = [
     "insecure_permission_warning",
     "load_profile",
     "load_profiles",
+    "load_settings",
     "parse_profile",
     "profile_from_dict",
     "profiles_dir",
+    "settings_file",
+    "settings_from_dict",
 ]

@@ -48,6 +48,17 @@ class ClientSpec:
 
 
 @dataclass(frozen=True)
+class ProfileDefaults:
+    """What profiles that name no mailbox or transit relay use: fowld's settings (``fowld.yaml``)."""
+
+    mailbox: str = DEFAULT_MAILBOX
+    transit_relay: str = DEFAULT_TRANSIT_RELAY
+
+
+BUILT_IN_DEFAULTS = ProfileDefaults()
+
+
+@dataclass(frozen=True)
 class Profile:
     """A validated profile. Equal profiles describe the same session, wherever they came from."""
 

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from fowld.daemon.profiles.model import ClientSpec, Profile, ProfileError, RestartPolicy, ServiceSpec
+from fowld.daemon.profiles.model import (
+    BUILT_IN_DEFAULTS,
+    ClientSpec,
+    Profile,
+    ProfileDefaults,
+    ProfileError,
+    RestartPolicy,
+    ServiceSpec,
+)
 from fowld.daemon.profiles.reader import Entry, Value, describe
 from fowld.engine import rules
 from fowld.engine.endpoints import Address, EndpointError, parse_connect, parse_listen
@@ -29,7 +37,7 @@ _TOP_KEYS = (
 )
 _SERVICE_KEYS = ("name", "connect", "listen-port")
 _CLIENT_KEYS = ("name", "listen", "connect-port")
-
+_SETTINGS_KEYS = ("mailbox", "transit-relay")
 
 
 class _Checker:
@@ -44,7 +52,7 @@ class _Checker:
         if value.shape != "mapping":
             self.fail(value.line, f"{where} must be a mapping of keys to values, found {describe(value)}")
         entries: dict[str, Entry] = {}
-        prefix = f"{where}: " if where != "the profile" else ""
+        prefix = "" if where.startswith("the ") else f"{where}: "  # the whole file needs no prefix
         for entry in value.data:
             if entry.key not in known:
                 self.fail(entry.key_line, f"{prefix}{_unknown_key(entry.key, known)}")
@@ -105,8 +113,6 @@ class _Checker:
         if key not in entries:
             self.fail(line, f"{where} has no {key!r}")
         return entries[key]
-
-
 
 
 def _is_null(value: Value) -> bool:
@@ -212,18 +218,36 @@ def _restart(check: _Checker, entry: Entry) -> RestartPolicy:
     check.fail(value.line, f"restart must be one of {allowed}, found {describe(value)}")
 
 
-def check_profile(root: Value, name: str, source: str) -> Profile:
+def _meeting_places(check: _Checker, top: dict[str, Entry], defaults: ProfileDefaults) -> dict[str, str]:
+    """The mailbox and transit relay the entries name, else those of ``defaults``."""
+    return {
+        "mailbox": _mailbox(check, top["mailbox"]) if "mailbox" in top else defaults.mailbox,
+        "transit_relay": (
+            _transit_relay(check, top["transit-relay"]) if "transit-relay" in top else defaults.transit_relay
+        ),
+    }
+
+
+def check_settings(root: Value, source: str, base: ProfileDefaults = BUILT_IN_DEFAULTS) -> ProfileDefaults:
+    """fowld's own settings: the mailbox and transit relay of profiles that name none.
+
+    What ``root`` leaves out stays as in ``base``.
+    """
+    check = _Checker(source)
+    top = check.mapping(root, "the settings file", _SETTINGS_KEYS)
+    return ProfileDefaults(**_meeting_places(check, top, base))
+
+
+def check_profile(
+    root: Value, name: str, source: str, defaults: ProfileDefaults = BUILT_IN_DEFAULTS
+) -> Profile:
     check = _Checker(source)
     if not isinstance(name, str) or not rules.NAME_PATTERN.fullmatch(name):
         check.fail(None, f"profile name {name!r} {rules.NAME_RULE}")
     top = check.mapping(root, "the profile", _TOP_KEYS)
-    fields: dict[str, object] = {}
+    fields: dict[str, object] = _meeting_places(check, top, defaults)
     if "description" in top:
         fields["description"] = check.text(top["description"], "description")
-    if "mailbox" in top:
-        fields["mailbox"] = _mailbox(check, top["mailbox"])
-    if "transit-relay" in top:
-        fields["transit_relay"] = _transit_relay(check, top["transit-relay"])
     if "code-length" in top:
         fields["code_length"] = check.number(top["code-length"], "code-length", *rules.CODE_LENGTH_RANGE)
     services = _services(check, top)
