@@ -23,9 +23,11 @@ to JSON; report.py renders them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -173,9 +175,10 @@ class SessionFailed(RuntimeError):
 class DaemonClient:
     """Our D-Bus client of one fowld, and its sessions as its signals describe them."""
 
-    def __init__(self, key: str, pid: int, fowld: Fowld, reactor: Any):
+    def __init__(self, key: str, pid: int, fowld: Fowld, reactor: Any, bus_address: str):
         self.key = key
         self.pid = pid
+        self.bus_address = bus_address
         self.fowld = fowld
         self.signals = 0  # signals received: an idle daemon sends none
         self._reactor = reactor
@@ -383,7 +386,7 @@ FAILURES = (SessionFailed, SetupError, CtlError, traffic.TransferError, OSError,
 
 @dataclass(frozen=True)
 class Config:
-    sessions: tuple[int, ...] = (1, 50, 200)
+    sessions: tuple[int, ...] = (1, 50, 200, 1000)
     runs: int = 20  # invite → first byte on fresh daemons
     loaded_runs: int = 5  # the same beside the most idle sessions
     idle_window: float = 30.0  # seconds: several keep-alive intervals of every session
@@ -451,7 +454,23 @@ async def idle_reading(
             "idle": idle_usage(before[client.key], after),
             "signals": client.signals - signals[client.key],
         }
+    for client in clients:  # after the window, which it must not disturb
+        reading[client.key]["list_s"] = await deferToThread(time_fowlctl_list, client.bus_address)
     return reading
+
+
+def time_fowlctl_list(bus_address: str) -> float:
+    """Seconds for ``fowlctl list`` against the daemon on that bus, from spawning it to its exit."""
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": bus_address}
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "fowlctl", "list"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=CALL_TIMEOUT,
+    )
+    return time.monotonic() - started
 
 
 async def measure_latency(
@@ -499,7 +518,7 @@ async def with_fresh_daemons(
         clients = []
         for side in sides:
             await start_fowld(reactor, group, side, config.fowld_options)
-            client = DaemonClient(side.key, side.pid, side.fowld, reactor)
+            client = DaemonClient(side.key, side.pid, side.fowld, reactor, side.bus.address)
             await client.follow()
             clients.append(client)
         await phase(reactor, *clients, config, results)

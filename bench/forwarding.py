@@ -181,7 +181,10 @@ def _parallel(route: Route, config: Config, round_number: int) -> dict:
         traffic.Payload(config.stream_bytes, seed=1000 * round_number + i) for i in range(config.streams)
     ]
     total = sum(payload.size for payload in payloads)
-    return _rate(total, traffic.parallel_transfer(route.address, payloads, config.transfer_timeout(total)))
+    elapsed, each = traffic.parallel_transfer(route.address, payloads, config.transfer_timeout(total))
+    rates = [payload.size / MB / seconds for payload, seconds in zip(payloads, each, strict=True)]
+    # how unevenly the streams shared the path: the slowest stream's shortfall against the fastest
+    return {**_rate(total, elapsed), "stream_mb_per_s": rates, "spread": 1 - min(rates) / max(rates)}
 
 
 def measure_traffic(routes: list[Route], config: Config) -> dict[str, dict]:
@@ -228,6 +231,7 @@ def measure_traffic(routes: list[Route], config: Config) -> dict[str, dict]:
             "streams": config.streams,
             "bytes_each": config.stream_bytes,
             "mb_per_s": statistics.median(run["mb_per_s"] for run in parallels[route.key]),
+            "spread": statistics.median(run["spread"] for run in parallels[route.key]),
             "runs": parallels[route.key],
         }
         results[route.key]["sha256_checked"] = config.transfers * (1 + config.streams)

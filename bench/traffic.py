@@ -118,18 +118,21 @@ def transfer(address: Address, payload: Payload) -> float:
         return time.perf_counter() - start
 
 
-def parallel_transfer(address: Address, payloads: list[Payload], timeout: float) -> float:
-    """Seconds for all ``payloads`` to cross at once, one stream each, from a common start."""
+def parallel_transfer(address: Address, payloads: list[Payload], timeout: float) -> tuple[float, list[float]]:
+    """Seconds for all ``payloads`` to cross at once, one stream each, from a common start,
+    and the seconds each stream took from that start (how fairly they shared the path)."""
     for payload in payloads:
         payload.digest  # noqa: B018 - hash before the clock starts
     sockets = [connect(address) for _ in payloads]
     errors: list[BaseException] = []
+    finished: dict[int, float] = {}
     go = threading.Event()
 
     def run(sock: socket.socket, payload: Payload) -> None:
         try:
             go.wait(timeout)
             _send(sock, payload)
+            finished[id(payload)] = time.perf_counter()
         except BaseException as e:  # re-raised in the caller's thread
             errors.append(e)
 
@@ -152,4 +155,4 @@ def parallel_transfer(address: Address, payloads: list[Payload], timeout: float)
         raise TransferError(f"parallel streams still running after {timeout:.0f}s")
     if errors:
         raise errors[0]
-    return elapsed
+    return elapsed, [finished[id(payload)] - start for payload in payloads]

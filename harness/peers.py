@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -322,15 +323,15 @@ class HashServer:
     the server replies with the digest of those bytes, the bytes down, then closes.
     """
 
-    def __init__(self, address: str | tuple[str, int], io_timeout: float = IO_TIMEOUT):
-        self._io_timeout = io_timeout  # a connection silent this long is dropped
+    def __init__(self, address: str | tuple[str, int], backlog: int = 16, timeout: float = IO_TIMEOUT):
         family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET6
         if isinstance(address, tuple) and ":" not in address[0]:
             family = socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.bind(address)
-        self._sock.listen(16)
+        self._sock.listen(backlog)
         self._sock.settimeout(0.2)
+        self._timeout = timeout  # how long one connection may wait for its next bytes
         self.address = self._sock.getsockname()
         self.connections = 0
         self._open: set[socket.socket] = set()
@@ -359,7 +360,7 @@ class HashServer:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
-            conn.settimeout(self._io_timeout)
+            conn.settimeout(self._timeout)
             try:
                 header = bytearray()
                 if _recv_exactly(conn, _HEADER.size, header.extend) < _HEADER.size:
@@ -400,26 +401,34 @@ def open_socket(address: str | tuple[str, int], timeout: float = IO_TIMEOUT) -> 
     return socket.create_connection(address, timeout=timeout)
 
 
-def exchange(
-    address: str | tuple[str, int],
-    up: int,
-    down: int,
-    seed: int = 1,
-    read_delay: float = 0.0,
-    timeout: float = IO_TIMEOUT,
-    midway: Callable[[], None] | None = None,
-) -> None:
-    """Send ``up`` random bytes to a HashServer through ``address`` and get ``down`` back.
+@dataclass
+class Exchange:
+    """One connection to a HashServer whose header is sent; ``complete_exchange`` does the rest."""
 
-    ``read_delay``: seconds to wait before reading, so the bytes down fill every buffer.
-    ``midway``: called once half of the bytes up are sent.
-    Raises AssertionError unless both directions arrive complete and intact, and
-    TimeoutError if any socket operation blocks longer than ``timeout``.
-    """
-    sent = os.urandom(up)
-    with open_socket(address, timeout) as sock:
-        half = up // 2
-        sock.sendall(_HEADER.pack(up, down, seed) + sent[:half])
+    sock: socket.socket
+    sent: bytes
+    down: int
+    seed: int
+    timeout: float
+
+
+def begin_exchange(
+    address: str | tuple[str, int], up: int, down: int, seed: int = 1, timeout: float = IO_TIMEOUT
+) -> Exchange:
+    """Connect and announce ``up`` bytes up and ``down`` back; the service then waits for the bytes up."""
+    sock = open_socket(address, timeout)
+    sock.sendall(_HEADER.pack(up, down, seed))
+    return Exchange(sock, os.urandom(up), down, seed, timeout)
+
+
+def complete_exchange(
+    ongoing: Exchange, read_delay: float = 0.0, midway: Callable[[], None] | None = None
+) -> None:
+    """Send the bytes up, check the digest and the bytes down, and close (see ``exchange``)."""
+    sent, down, timeout = ongoing.sent, ongoing.down, ongoing.timeout
+    with ongoing.sock as sock:
+        half = len(sent) // 2
+        sock.sendall(sent[:half])
         if midway is not None:
             midway()
         sock.sendall(sent[half:])
@@ -436,10 +445,29 @@ def exchange(
                 "after the service closed its end"
             ) from None
     assert len(echoed) == _DIGEST, f"the connection closed before the reply ({bytes(echoed)!r})"
-    assert bytes(echoed) == hashlib.sha256(sent).digest(), f"{up} bytes up arrived damaged or short"
+    assert bytes(echoed) == hashlib.sha256(sent).digest(), f"{len(sent)} bytes up arrived damaged or short"
     assert received == down, f"expected {down} bytes down, got {received}"
-    assert got.digest() == hashlib.sha256(payload(down, seed)).digest(), "bytes down arrived damaged"
+    assert got.digest() == hashlib.sha256(payload(down, ongoing.seed)).digest(), "bytes down arrived damaged"
     assert trailing == b"", "extra bytes after the payload"
+
+
+def exchange(
+    address: str | tuple[str, int],
+    up: int,
+    down: int,
+    seed: int = 1,
+    read_delay: float = 0.0,
+    timeout: float = IO_TIMEOUT,
+    midway: Callable[[], None] | None = None,
+) -> None:
+    """Send ``up`` random bytes to a HashServer through ``address`` and get ``down`` back.
+
+    ``read_delay``: seconds to wait before reading, so the bytes down fill every buffer.
+    ``midway``: called once half of the bytes up are sent.
+    Raises AssertionError unless both directions arrive complete and intact, and
+    TimeoutError if any socket operation blocks longer than ``timeout``.
+    """
+    complete_exchange(begin_exchange(address, up, down, seed, timeout), read_delay, midway)
 
 
 def run_concurrently(*calls: Callable[[], None], timeout: float = 30.0) -> None:

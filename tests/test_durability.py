@@ -37,9 +37,10 @@ from harness.netns import (
     RELAY_PORT,
     Hub,
     Topology,
+    peer_environment,
     start_mailbox,
 )
-from harness.peers import kind_is
+from harness.peers import JsonLines, kind_is
 from harness.servers import REPO_ROOT, ProcessGroup
 from harness.stats import rss_kib
 
@@ -265,3 +266,60 @@ def test_vanished_address_is_noticed(topology: Topology) -> None:
     assert local(old, "127.0.0.1", "10.231.0.12") == ["True", "True", "False"]
     alice.move_to("10.231.0.12")
     assert local(old, "127.0.0.1", "10.231.0.12") == ["False", "True", "True"]
+
+
+# Run in alice's namespace: one TCP connection from alice's address to itself, watched by a
+# Liveness whose periodic check is an hour away, so only a notification can drop it in time.
+NOTICED_PROBE = """
+import json, sys, time
+from types import SimpleNamespace
+from twisted.internet import protocol, reactor
+from fowld.wormhole import liveness
+
+liveness.CHECK_INTERVAL = 3600.0
+address = sys.argv[1]
+
+def say(**line):
+    print(json.dumps(line), flush=True)
+
+class Client(protocol.Protocol):
+    def connectionMade(self):
+        connection = SimpleNamespace(transport=self.transport)
+        dilated = SimpleNamespace(_manager=SimpleNamespace(_connection=connection))
+        watch = liveness.Liveness(reactor, SimpleNamespace(), dilated, 3600.0)
+        watch.startService()
+        say(ready=True, notified=liveness._schedule_for(reactor).notified)
+
+    def connectionLost(self, reason):
+        say(dropped=time.monotonic(), reason=reason.type.__name__)
+        reactor.stop()
+
+server = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol), interface=address)
+port = server.getHost().port
+protocol.ClientCreator(reactor, Client).connectTCP(address, port, bindAddress=(address, 0))
+reactor.callLater(60, reactor.stop)
+reactor.run()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_removed_address_is_noticed_within_a_second_without_probing(
+    topology: Topology, processes: ProcessGroup
+) -> None:
+    alice = topology.alice
+    process = processes.spawn(
+        alice.exec([sys.executable, "-c", NOTICED_PROBE, alice.address]),
+        env=peer_environment(),
+        stdout=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        name="noticed-probe",
+    )
+    lines = JsonLines(process.stdout, "noticed-probe")
+    ready = lines.wait_seen(lambda line: "ready" in line, STEP).line
+    assert ready["notified"] is True  # netlink is there: no periodic bind() probes
+    removed = time.monotonic()
+    alice.move_to("10.231.0.12")
+    dropped = lines.wait_seen(lambda line: "dropped" in line, 10.0).line
+    report("address removed", dropped_after_s=round(dropped["dropped"] - removed, 3))
+    assert dropped["reason"] == "ConnectionAborted"
+    assert dropped["dropped"] - removed < 1.0

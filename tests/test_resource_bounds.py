@@ -38,7 +38,7 @@ SLOW = os.environ.get("FOWL_SLOW") == "1"
 SLOW_REASON = "slow: run with FOWL_SLOW=1"
 RSS_BOUND_KIB = 16 * 1024  # growth allowed for one fowld process
 LIMITS = Limits()  # what a fowld process runs with unless told otherwise
-FLOOD_ROUND = 1000  # stream opens or listener requests sent at once
+FLOOD_ROUND = 2000  # stream opens or listener requests sent at once (more than the stream limit)
 
 
 def _attempts(count: int, seconds: int) -> pytest.param:

@@ -76,7 +76,7 @@ def _status(peer: StdioPeer) -> dict:
 @pytest.mark.timeout(240)
 def test_a_sleeping_peer_comes_back_to_the_same_session(connected, hash_server):
     a, b = connected("--ping-interval", PING)
-    port = _offer(a, b, hash_server(io_timeout=SILENCE).port)
+    port = _offer(a, b, hash_server(timeout=SILENCE).port)
     _sleep_through_transfer(a, b, a, port, 40)
     # the session goes on: a second transfer after the sleep
     exchange((LOOPBACK, port), 1 * MB, 1 * MB)
@@ -88,7 +88,7 @@ def test_each_side_sleeps_past_the_mailbox_prune(connected, hash_server):
     if os.environ.get("FOWL_SLOW") != "1":
         pytest.skip("slow (about 32 minutes): run with FOWL_SLOW=1")
     a, b = connected("--ping-interval", PING)
-    port = _offer(a, b, hash_server(io_timeout=SILENCE).port)
+    port = _offer(a, b, hash_server(timeout=SILENCE).port)
     for sleeper in (a, b):
         started = time.monotonic()
         _sleep_through_transfer(a, b, sleeper, port, 15 * 60)

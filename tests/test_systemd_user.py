@@ -319,7 +319,6 @@ def test_dbus_activation_starts_the_unit(machine):
     assert "service name='org.fowl.Fowld1' unit='fowld.service'" in logged.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="fowlctl checks NameHasOwner and never activates fowld (yet)")
 def test_fowlctl_starts_fowld_through_activation(machine):
     assert show(machine, ALICE, "ActiveState")["ActiveState"] == "inactive"
     listed = fowlctl(machine, ALICE, "profiles", check=False)

@@ -99,6 +99,110 @@ def test_direct_addresses_narrow_the_hints_and_can_be_lifted() -> None:
         patches.advertise_direct_addresses(["127.0.0.1"])  # as conftest set it for the whole run
 
 
+# 5. record-copies ---------------------------------------------------------------------------
+
+
+def _noise_pair() -> tuple[object, object]:
+    from noise.connection import NoiseConnection
+
+    ends = []
+    for initiator in (True, False):
+        end = NoiseConnection.from_name(b"Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s")
+        end.set_psks(b"k" * 32)
+        end.set_as_initiator() if initiator else end.set_as_responder()
+        end.start_handshake()
+        ends.append(end)
+    sender, receiver = ends
+    receiver.read_message(sender.write_message())
+    sender.read_message(receiver.write_message())
+    return sender, receiver
+
+
+def _record_end(noise: object) -> tuple[object, list[bytes]]:
+    from wormhole._dilation.connection import _Record
+
+    frames: list[bytes] = []
+    end = object.__new__(_Record)
+    end._noise = noise
+    end._framer = SimpleNamespace(send_frame=frames.append)
+    return end, frames
+
+
+@pytest.mark.parametrize("size", [0, 1000, 65519 - 9, 65519 - 8, 512 * 1024, 3 * 65519 + 7])
+def test_large_records_cross_unchanged_between_ours_and_the_librarys_code(size: int) -> None:
+    from wormhole._dilation.connection import Data, Open
+
+    from fowld.wormhole import records
+
+    assert "record-copies" in patches.applied()
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    for send, decrypt in (
+        (records.send_record, records._original_decrypt),
+        (records._original_send_record, records.decrypt_message),
+        (records.send_record, records.decrypt_message),
+    ):
+        sender_noise, receiver_noise = _noise_pair()
+        sender, frames = _record_end(sender_noise)
+        receiver, _ = _record_end(receiver_noise)
+        for record in (Data(7, 3, payload), Open(1, 5, "fowl"), Data(8, 3, b"")):
+            send(sender, record)
+            assert decrypt(receiver, frames[-1]) == record
+
+
+def test_record_copies_are_needed_by_the_library_and_ours_once_applied() -> None:
+    from wormhole._dilation.connection import _Framer, _Record
+
+    from fowld.wormhole import records
+
+    assert _Record.send_record is records.send_record
+    assert _Framer.add_and_parse is records.add_and_parse
+    assert _Record.__dict__["decrypt_message"].method is records.decrypt_message
+    assert not records.needed()  # applied: a second install() leaves it alone
+
+
+def _framer() -> tuple[object, list[bytes]]:
+    from twisted.internet.interfaces import ITransport
+    from wormhole._dilation.connection import _Framer
+    from zope.interface import implementer
+
+    written: list[bytes] = []
+
+    @implementer(ITransport)
+    class Transport:
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    framer = _Framer(Transport(), b"OUT\n\n", b"IN\n\n")
+    framer.connectionMade()
+    return framer, written
+
+
+@pytest.mark.parametrize("read_size", [17, 4096, 65536, 524288, 10_000_000])
+def test_frames_split_across_reads_parse_as_the_librarys_framer_parses_them(read_size: int) -> None:
+    from wormhole._dilation.encode import to_be4
+
+    from fowld.wormhole import records
+
+    bodies = [b"a" * 10, bytes(range(256)) * 300, b"", b"z" * 70_000, b"q" * 3]
+    stream = b"IN\n\n" + b"".join(to_be4(len(body)) + body for body in bodies)
+    results = []
+    for parse in (records._original_add_and_parse, records.add_and_parse):
+        framer, _ = _framer()
+        tokens = []
+        for start in range(0, len(stream), read_size):
+            tokens += [
+                type(t).__name__ + ":" + str(len(getattr(t, "frame", b"")))
+                for t in parse(framer, stream[start : start + read_size])
+            ]
+        tokens += [t.frame for t in parse(framer, b"") if hasattr(t, "frame")]  # nothing may be left behind
+        results.append(tokens)
+    assert results[0] == results[1]
+    assert results[1] == ["Prologue:0", *(f"Frame:{len(body)}" for body in bodies)]
+
+
+# 6. bounded-unacked --------------------------------------------------------------------------
+
+
 class _Connection:
     def __init__(self) -> None:
         self.sent: list[object] = []

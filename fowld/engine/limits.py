@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limits:
-    # forwarded streams open at once in one session (both directions together)
-    max_streams: int = 256
+    # forwarded streams open at once in one session (both directions together): room for
+    # a thousand at once (a parallel download, a build farm's connections), while a flood
+    # stays bounded in descriptors (one per stream on each side) and memory
+    max_streams: int = 1024
     # fowl-commands subchannels the peer may hold open at once
     max_control_channels: int = 64
     # listener requests for names we have not declared yet, waiting for a declaration

@@ -20,15 +20,20 @@ magic-wormhole 0.24 leaves four gaps that a moved laptop or a dead peer falls in
    ``on_peer_lost`` once, so the owner can end the session and free its
    listeners (or start afresh to meet a restarted peer).
 
-All checks run once a second, for every session of the process from one
-timer, and cost a few attribute reads and, per live connection, one ``bind()``
-of a throwaway socket. magic-wormhole's private attributes are reached
-through ``access``; if they change shape the checks degrade to doing nothing.
+Removed addresses (gap 1) are learnt from the kernel the moment they go
+(``netlink``: one socket per process); each connection on such an address
+is confirmed gone with one ``bind()`` of a throwaway socket (the address may
+live on elsewhere) and aborted. Where netlink is refused, every connection's
+address is probed that way once a second instead. The other checks run once
+a second, for every session of the process from one timer, and cost a few
+attribute reads. magic-wormhole's private attributes are reached through
+``access``; if they change shape the checks degrade to doing nothing.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +44,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from fowld.wormhole.access import dilation_ever_connected, dilation_transport, mailbox_protocol
+from fowld.wormhole.netlink import AddressMonitor, open_address_monitor
 
 log = Logger()
 
@@ -59,41 +65,77 @@ def address_is_local(host: str, scope_id: int = 0) -> bool:
     return True
 
 
-def transport_address_gone(transport: Any) -> str | None:
-    """The local address of ``transport`` if it no longer exists here, else None."""
+def _same_address(host: str, other: str) -> bool:
+    """Whether two textual addresses are one (scope suffixes and IPv4-mapped forms aside)."""
+    try:
+        a, b = (ipaddress.ip_address(h.split("%", 1)[0]) for h in (host, other))
+    except ValueError:
+        return False
+    a, b = (getattr(x, "ipv4_mapped", None) or x for x in (a, b))
+    return a == b
+
+
+def transport_address_gone(transport: Any, removed: str | None = None) -> str | None:
+    """The local address of ``transport`` if it no longer exists here, else None.
+
+    With ``removed`` (an address the kernel said was deleted), only a transport on
+    that address is probed.
+    """
     try:
         local = transport.getHost()
     except (AttributeError, OSError):
         return None
     host = getattr(local, "host", None)
-    if not isinstance(host, str) or address_is_local(host, getattr(local, "scopeID", 0) or 0):
+    if not isinstance(host, str) or (removed is not None and not _same_address(host, removed)):
+        return None
+    if address_is_local(host, getattr(local, "scopeID", 0) or 0):
         return None
     return host
 
 
 class _Schedule:
-    """One timer per reactor checks every session: a daemon holding hundreds of
-    sessions wakes once a second, not once per session per second."""
+    """One timer and one address monitor per reactor serve every session: a daemon holding
+    hundreds of sessions wakes once a second, not once per session per second."""
 
     def __init__(self, reactor: Any):
         self.reactor = reactor
         self._watched: dict[int, Liveness] = {}
         self._loop = LoopingCall(self._check_all)
         self._loop.clock = reactor
+        self._monitor: AddressMonitor | None = None
 
     def add(self, liveness: Liveness) -> None:
         self._watched[id(liveness)] = liveness
         if not self._loop.running:
+            self._monitor = open_address_monitor(self.reactor, self._address_removed, self._probe_all)
             self._loop.start(CHECK_INTERVAL, now=False)
 
     def discard(self, liveness: Liveness) -> None:
         self._watched.pop(id(liveness), None)
         if not self._watched and self._loop.running:
             self._loop.stop()
+            if self._monitor is not None:
+                self._monitor.close()
+                self._monitor = None
+
+    @property
+    def notified(self) -> bool:
+        """Whether address removals are notified (else each check probes every address)."""
+        return self._monitor is not None
 
     def _check_all(self) -> None:
+        probe = self._monitor is None
         for liveness in list(self._watched.values()):
-            liveness.check()
+            liveness.check(probe_addresses=probe)
+
+    def _address_removed(self, address: str) -> None:
+        for liveness in list(self._watched.values()):
+            liveness.drop_paths_on(address)
+
+    def _probe_all(self) -> None:
+        log.info("address notifications overran: probing every connection's address")
+        for liveness in list(self._watched.values()):
+            liveness.drop_paths_on(None)
 
 
 _schedules: dict[int, _Schedule] = {}
@@ -139,26 +181,44 @@ class Liveness(Service):
         super().stopService()
         _schedule_for(self._reactor).discard(self)
 
-    def check(self) -> None:
+    def check(self, probe_addresses: bool = True) -> None:
         try:
             now = self._reactor.seconds()
-            self._check_mailbox()
+            self._check_mailbox(probe_addresses)
             transport = dilation_transport(self._dilated)
-            usable = transport is not None and self._check_dilation(transport, now) and self._peer_connected()
+            usable = (
+                transport is not None
+                and self._check_dilation(transport, now, probe_addresses)
+                and self._peer_connected()
+            )
             self._check_peer(usable, now)
         except Exception:
             # a failed check must not end the LoopingCall: later checks may still work
             log.failure("path check failed")
 
+    def drop_paths_on(self, removed: str | None) -> None:
+        """Abort our connections whose local address is gone: ``removed``, or any if None."""
+        try:
+            self._drop_mailbox_if_gone(removed)
+            transport = dilation_transport(self._dilated)
+            if transport is not None:
+                self._drop_dilation_if_gone(transport, removed)
+        except Exception:
+            log.failure("address check failed")
+
     # mailbox -----------------------------------------------------------------
 
-    def _check_mailbox(self) -> None:
+    def _check_mailbox(self, probe_address: bool) -> None:
         protocol = mailbox_protocol(self._wormhole)
-        transport = getattr(protocol, "transport", None)
-        if transport is None:
+        if getattr(protocol, "transport", None) is None:
             return
         self._tune_websocket_pings(protocol)
-        gone = transport_address_gone(transport)
+        if probe_address:
+            self._drop_mailbox_if_gone(None)
+
+    def _drop_mailbox_if_gone(self, removed: str | None) -> None:
+        transport = getattr(mailbox_protocol(self._wormhole), "transport", None)
+        gone = None if transport is None else transport_address_gone(transport, removed)
         if gone is not None:
             log.warn("local address {address} is gone: reconnecting to the mailbox", address=gone)
             transport.abortConnection()
@@ -178,12 +238,9 @@ class Liveness(Service):
 
     # peer connection ---------------------------------------------------------
 
-    def _check_dilation(self, transport: Any, now: float) -> bool:
+    def _check_dilation(self, transport: Any, now: float, probe_address: bool) -> bool:
         """Abort the peer connection if its path is dead; True if it is still usable."""
-        gone = transport_address_gone(transport)
-        if gone is not None:
-            log.warn("local address {address} is gone: replacing the peer connection", address=gone)
-            transport.abortConnection()
+        if probe_address and self._drop_dilation_if_gone(transport, None):
             return False
         if not getattr(transport, "disconnecting", False):
             self._closing = None
@@ -195,6 +252,14 @@ class Liveness(Service):
             transport.abortConnection()
             self._closing = None
         return False
+
+    def _drop_dilation_if_gone(self, transport: Any, removed: str | None) -> bool:
+        gone = transport_address_gone(transport, removed)
+        if gone is None:
+            return False
+        log.warn("local address {address} is gone: replacing the peer connection", address=gone)
+        transport.abortConnection()
+        return True
 
     def _check_peer(self, usable: bool, now: float) -> None:
         if usable or not dilation_ever_connected(self._dilated):
@@ -224,9 +289,7 @@ def watch_session_paths(
     peer_connected: Callable[[], bool] = lambda: True,
 ) -> Liveness:
     """Start a ``Liveness`` for one session; it stops by itself when ``until`` fires."""
-    liveness = Liveness(
-        reactor, wormhole, dilated, ping_interval, peer_timeout, on_peer_lost, peer_connected
-    )
+    liveness = Liveness(reactor, wormhole, dilated, ping_interval, peer_timeout, on_peer_lost, peer_connected)
     liveness.startService()
 
     def stop(result: object) -> object:

@@ -16,7 +16,11 @@
 4. ``direct-addresses``: not a bug fix but a choice: Dilation offers the peer
    every address of every interface for direct connections;
    ``advertise_direct_addresses`` narrows that list.
-5. ``bounded-unacked``: Dilation keeps every record it sent until the peer
+5. ``record-copies``: not a bug fix but a cost: a record larger than one
+   Noise message is assembled by repeated concatenation, about five copies
+   of a 512 KiB record per side; ``records.py`` joins the pieces once, with
+   the same bytes on the wire.
+6. ``bounded-unacked``: Dilation keeps every record it sent until the peer
    acknowledges it, to replay it on the next connection, and lets its
    subchannels write as fast as the TCP connection takes bytes. The queue of
    unacknowledged records is bounded only by the socket buffers, so every cut
@@ -43,6 +47,8 @@ from wormhole._dilation.connection import DilatedConnectionProtocol
 from wormhole._dilation.connector import Connector
 from wormhole._dilation.inbound import Inbound
 from wormhole._dilation.outbound import Outbound
+
+from fowld.wormhole import records
 
 log = Logger()
 
@@ -163,7 +169,7 @@ def advertise_direct_addresses(addresses: Sequence[str] | None) -> None:
     install()
 
 
-# 5. bounded-unacked --------------------------------------------------------------------------
+# 6. bounded-unacked --------------------------------------------------------------------------
 
 
 def _record_bytes(record: object) -> int:
@@ -220,6 +226,7 @@ PATCHES = (
     Patch("forget-closed-paused", _closed_subchannel_stays_paused, _forget_closed_subchannels),
     Patch("closed-boss-ignores-closed", _closed_boss_rejects_closed, _nothing_more),
     Patch("direct-addresses", _hints_not_yet_ours, _choose_direct_addresses),
+    Patch("record-copies", records.needed, records.apply),
     Patch("bounded-unacked", _unacked_unbounded, _bound_unacked),
 )
 _applied: list[str] = []
