@@ -15,6 +15,7 @@ from fowlctl.follow import SessionFollower
 from fowlctl.ids import id_from_path
 from fowlctl.model import SessionView, profile_errors_json, profile_json, session_json
 from fowlctl.output import Output
+from fowlctl.pairings import start_options
 from fowlctl.render import (
     format_verifier,
     forwards_lines,
@@ -40,7 +41,12 @@ class Context:
 
 async def invite(ctx: Context) -> int:
     async def begin(fowld: Fowld) -> str:
-        path, code = await fowld.call_manager("Invite", "s", [ctx.args.profile], timeout=SLOW_CALL_TIMEOUT)
+        options = start_options(ctx.args)
+        if options is None:
+            call = ("Invite", "s", [ctx.args.profile])
+        else:
+            call = ("InviteWith", "sa{sv}", [ctx.args.profile, options])
+        path, code = await fowld.call_manager(*call, timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
         text = (
             f"Session {session_id} is waiting for your peer. Give them this code:\n\n"
@@ -56,9 +62,15 @@ async def invite(ctx: Context) -> int:
 async def accept(ctx: Context) -> int:
     async def begin(fowld: Fowld) -> str:
         args = ctx.args
-        path = await fowld.call_manager("Accept", "ss", [args.profile, args.code], timeout=SLOW_CALL_TIMEOUT)
+        options = start_options(args)
+        if options is None:
+            call = ("Accept", "ss", [args.profile, args.code])
+        else:
+            call = ("AcceptWith", "ssa{sv}", [args.profile, args.code, options])
+        path = await fowld.call_manager(*call, timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
-        text = f"Session {session_id} is joining with code {args.code}."
+        # The code is a secret: shown only where invite hands it out.
+        text = f"Session {session_id} is joining with the code you were given."
         ctx.out.result(text, {"event": "joining", "session": session_id, "object_path": path})
         return path
 
@@ -69,7 +81,7 @@ async def start(ctx: Context) -> int:
     async def begin(fowld: Fowld) -> str:
         path = await fowld.call_manager("Start", "s", [ctx.args.profile], timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
-        text = f"Session {session_id} started with the profile's fixed code."
+        text = f"Session {session_id} started from profile {ctx.args.profile}."
         ctx.out.result(text, {"event": "started", "session": session_id, "object_path": path})
         return path
 
@@ -119,6 +131,8 @@ def _connected_text(view: SessionView) -> str:
         f"Verifier: {format_verifier(view.verifier)}",
         "  (the same on both sides means nobody is in the middle)",
     ]
+    if view.reason:  # e.g. whether a pairing was stored, and why not
+        lines.append(view.reason[0].upper() + view.reason[1:] + ".")
     forwards = forwards_lines(view)
     if forwards:
         lines.append("Forwarding:")

@@ -69,6 +69,9 @@ class StatusReporter:
     def profiles_changed(self) -> None:
         self.report()
 
+    def pairings_changed(self) -> None:
+        self.report()
+
 
 class Daemon(MultiService):
     def __init__(self, profiles: Path, options: SessionOptions, reactor: Any):

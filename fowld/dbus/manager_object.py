@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred
 from txdbus.objects import dbusMethod
 
 from fowld import __version__
-from fowld.daemon.manager import Manager
+from fowld.daemon.manager import Manager, StartOptions
 from fowld.daemon.profiles import Profile, ProfileChanges
 from fowld.daemon.supervisor import SupervisedSession
 from fowld.dbus import api
@@ -46,6 +46,7 @@ class ManagerObject(ExportedObject):
         self._objects: dict[str, SessionObject] = {}
         self.update(api.MANAGER, {"Version": __version__, "Sessions": []})
         self.profiles_changed()
+        self.pairings_changed()
         manager.add_listener(self)
 
     def export(self, handler: ObjectHandler) -> None:
@@ -91,6 +92,10 @@ class ManagerObject(ExportedObject):
             },
         )
 
+    def pairings_changed(self) -> None:
+        summaries, errors = self.manager.pairing_summaries()
+        self.update(api.MANAGER, {"Pairings": summaries, "PairingErrors": errors})
+
     # methods -----------------------------------------------------------------------------------
 
     @dbusMethod(api.MANAGER_INTERFACE, "Invite")
@@ -101,6 +106,19 @@ class ManagerObject(ExportedObject):
     @dbusMethod(api.MANAGER_INTERFACE, "Accept")
     def _dbus_accept(self, profile: str, code: str) -> str:
         return session_path(self.manager.accept(profile, code).id)
+
+    @dbusMethod(api.MANAGER_INTERFACE, "InviteWith")
+    def _dbus_invite_with(self, profile: str, options: dict) -> Deferred:
+        d = self.manager.invite(profile, StartOptions.from_mapping(dict(options)))
+        return d.addCallback(lambda result: (session_path(result[0].id), result[1]))
+
+    @dbusMethod(api.MANAGER_INTERFACE, "AcceptWith")
+    def _dbus_accept_with(self, profile: str, code: str, options: dict) -> str:
+        return session_path(self.manager.accept(profile, code, StartOptions.from_mapping(dict(options))).id)
+
+    @dbusMethod(api.MANAGER_INTERFACE, "Forget")
+    def _dbus_forget(self, name: str) -> Deferred:
+        return self.manager.forget(name).addCallback(lambda _: None)
 
     @dbusMethod(api.MANAGER_INTERFACE, "Start")
     def _dbus_start(self, profile: str) -> str:

@@ -1,0 +1,252 @@
+"""Pairing: two real fowld daemons pair once through a code, then meet again with none.
+
+Real mailbox, real dbus-daemons, real fowld processes; every transfer is
+hash-checked. Times are measured from the moment the restarted daemon owns its
+bus name to the first complete transfer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_daemon import (
+    BUS_NAME,
+    CALL_TIMEOUT,
+    MANAGER,
+    MANAGER_PATH,
+    SESSION,
+    BlobServer,
+    Fowld,
+    busctl,
+    call,
+    properties,
+    second_bus,  # noqa: F401 (a fixture)
+    start_fowld,
+    wait_for,
+    write_profile,
+)
+
+from fowld.daemon.pairings import PairingStore
+from fowld.engine import pairing
+from harness.servers import ProcessGroup, free_port
+
+RESTART_TARGET = 10.0  # seconds from "restarted daemon is up" to data flowing (the issue's target)
+MARGIN = 5.0  # a loaded 2-core test machine: honest slack over the target
+
+
+def gdbus_call(bus: str, method: str, *args: str) -> str:
+    result = subprocess.run(
+        ["gdbus", "call", "--address", bus, "--dest", BUS_NAME, "--object-path", MANAGER_PATH,
+         "--method", f"{MANAGER}.{method}", *args],
+        capture_output=True, text=True, timeout=CALL_TIMEOUT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def fetch_blob(port: int, blob: bytes, timeout: float) -> float:
+    """Seconds until a full, intact copy of ``blob`` came through ``port`` (retrying)."""
+    import socket
+
+    started = time.monotonic()
+    deadline = started + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.settimeout(10)
+                sock.sendall(b"GET\n")
+                got = bytearray()
+                while len(got) < len(blob) and (chunk := sock.recv(65536)):
+                    got += chunk
+            if hashlib.sha256(got).digest() == hashlib.sha256(blob).digest():
+                return time.monotonic() - started
+            last = f"{len(got)} bytes, not the blob"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise AssertionError(f"no intact transfer within {timeout} s (last: {last})")
+
+
+@dataclass
+class Side:
+    name: str
+    bus: str
+    config: Path
+    fowld: Fowld | None = None
+
+    @property
+    def state(self) -> Path:
+        return self.config / "state"
+
+    @property
+    def pairings_dir(self) -> Path:
+        return self.state / "fowl" / "pairings"
+
+
+class Pairs:
+    """Alice offers "blob"; bob wants it on ``listen_port``. Each pairs as "to-<other>"."""
+
+    def __init__(self, processes: ProcessGroup, buses: tuple[str, str], mailbox: str, relay: str, root: Path):
+        self.processes = processes
+        self.mailbox = mailbox
+        self.server = BlobServer(os.urandom(1024 * 1024 + 3))
+        self.listen_port = free_port()
+        self.alice = Side("alice", buses[0], root / "alice")
+        self.bob = Side("bob", buses[1], root / "bob")
+        head = f"mailbox: {mailbox}\ntransit-relay: {relay}\n"
+        self.share = head + f"services:\n  - name: blob\n    connect: tcp:127.0.0.1:{self.server.port}\n"
+        self.join = head + f"clients:\n  - name: blob\n    listen: tcp:{self.listen_port}:interface=127.0.0.1\n"
+        write_profile(self.alice.config / "fowl/profiles", "share", self.share)
+        write_profile(self.bob.config / "fowl/profiles", "join", self.join)
+
+    def start(self, side: Side) -> float:
+        """Start (or restart) a side's fowld; returns the monotonic time its bus name was owned."""
+        side.fowld = start_fowld(self.processes, side.bus, side.config, XDG_STATE_HOME=str(side.state))
+        return time.monotonic()
+
+    def pair(self) -> tuple[str, str]:
+        a, b = self.alice.fowld, self.bob.fowld
+        [a_path, code] = a.call("InviteWith", "sa{sv}", "share", "1", "pair", "s", "to-bob")
+        out = gdbus_call(self.bob.bus, "AcceptWith", "join", code, "{'pair': <'to-alice'>}")
+        b_path = out.split("'")[1]
+        for side, path in ((self.alice, a_path), (self.bob, b_path)):
+            wait_for(f"{side.name} connected", lambda s=side, p=path: properties(s.bus, p)["State"] == "connected")
+        return a_path, b_path
+
+    def meet_again_profiles(self) -> None:
+        write_profile(self.alice.config / "fowl/profiles", "again", self.share + "peer: to-bob\nautostart: true\n")
+        write_profile(self.bob.config / "fowl/profiles", "again", self.join + "peer: to-alice\nautostart: true\n")
+
+    def session(self, side: Side, profile: str = "again") -> dict | None:
+        return side.fowld.sessions().get(profile)
+
+    def connected(self, side: Side, profile: str = "again") -> dict | None:
+        s = self.session(side, profile)
+        return s if s and s["State"] == "connected" else None
+
+
+@pytest.fixture
+def pairs(processes, dbus_bus, second_bus, mailbox, transit_relay, tmp_path):
+    p = Pairs(processes, (dbus_bus.address, second_bus), mailbox.url, transit_relay.hint, tmp_path)
+    yield p
+    p.server.close()
+
+
+def test_meeting_codes_are_secret_derived_digits_and_differ_per_role_slot_and_index():
+    secret = bytes(range(32))
+    points = pairing.meeting_points("inviter", 1_000_000.0)
+    codes = [p.code(secret) for p in points]
+    assert len(set(codes)) == len(codes) == 3 * pairing.CANDIDATES
+    for code in codes:
+        nameplate, password = code.split("-", 1)
+        assert nameplate.isdigit() and len(nameplate) == pairing.NAMEPLATE_DIGITS <= 40
+        assert len(password) == 64  # 256 bits into SPAKE2
+    other = pairing.MeetingPoint(points[0].slot, 0, "acceptor").code(secret)
+    assert other not in codes
+    assert points[0].code(bytes(32)) != codes[0]  # another secret, other meeting points
+    # The slot in use comes first, then its neighbours: clocks may disagree by a slot.
+    assert [p.slot - points[0].slot for p in points[:3]] == [0, -1, 1]
+
+
+def test_pair_then_meet_again_after_restarts_and_forget(pairs: Pairs, processes):
+    alice, bob = pairs.alice, pairs.bob
+    pairs.start(alice)
+    pairs.start(bob)
+    a_path, b_path = pairs.pair()
+
+    # Both sides stored a pairing: private directory and files, secret never on D-Bus.
+    for side, name, peer_name in ((alice, "to-bob", "to-alice"), (bob, "to-alice", "to-bob")):
+        assert stat.S_IMODE(side.pairings_dir.stat().st_mode) == 0o700
+        path = side.pairings_dir / f"{name}.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        [found] = side.fowld.manager()["Pairings"]
+        assert (found["name"], found["peer_name"], found["running"]) == (name, peer_name, False)
+        assert "secret" not in found
+    a_secret = json.loads((alice.pairings_dir / "to-bob.json").read_text())["secret"]
+    assert a_secret == json.loads((bob.pairings_dir / "to-alice.json").read_text())["secret"]
+    assert properties(alice.bus, a_path)["Code"] == "" and properties(bob.bus, b_path)["Code"] == ""
+    assert "paired as 'to-bob'" in properties(alice.bus, a_path)["StateReason"]
+    call(alice.bus, a_path, SESSION, "Close")
+
+    # Profiles with `peer:` meet again by themselves, with no code.
+    pairs.meet_again_profiles()
+    for side in (alice, bob):
+        side.fowld.call("Reload")
+    for side in (alice, bob):
+        wait_for(f"{side.name} to meet again", lambda s=side: pairs.connected(s), 30)
+    fetch_blob(pairs.listen_port, pairs.server.blob, 20)
+    assert [p["running"] for p in alice.fowld.manager()["Pairings"]] == [True]
+
+    timings: dict[str, float] = {}
+    # kill -9 of bob while connected; bob comes back at once.
+    bob.fowld.process.kill()
+    bob.fowld.process.wait(5)
+    up = pairs.start(bob)
+    fetch_blob(pairs.listen_port, pairs.server.blob, RESTART_TARGET + MARGIN)
+    timings["kill -9"] = time.monotonic() - up
+    reason = pairs.connected(alice)["StateReason"]
+    assert "met again" in reason, reason
+
+    # SIGTERM of alice (the offering side); it comes back.
+    alice.fowld.process.send_signal(signal.SIGTERM)
+    assert alice.fowld.process.wait(15) == 0
+    # Bob hears that alice's fowld stops, not that the session ended for good.
+    bob_view = wait_for("bob to notice", lambda: (s := pairs.session(bob)) and s["State"] != "connected" and s, 20)
+    assert bob_view["StateReason"], bob_view
+    up = pairs.start(alice)
+    fetch_blob(pairs.listen_port, pairs.server.blob, RESTART_TARGET + MARGIN)
+    timings["SIGTERM"] = time.monotonic() - up
+
+    # Both stopped by SIGTERM at once, both started again.
+    for side in (alice, bob):
+        side.fowld.process.send_signal(signal.SIGTERM)
+    for side in (alice, bob):
+        assert side.fowld.process.wait(15) == 0
+    pairs.start(alice)
+    up = pairs.start(bob)
+    fetch_blob(pairs.listen_port, pairs.server.blob, 30)
+    timings["both SIGTERM"] = time.monotonic() - up
+    print("restart to first intact transfer:", {k: f"{v:.1f} s" for k, v in timings.items()})
+    for what in ("kill -9", "SIGTERM"):
+        assert timings[what] <= RESTART_TARGET + MARGIN, timings
+
+    # Forget on alice while connected: bob is told and forgets too; neither can meet again.
+    wait_for("both connected", lambda: pairs.connected(alice) and pairs.connected(bob), 30)
+    bob_path = pairs.session(bob)["path"]
+    alice.fowld.call("Forget", "s", "to-bob")
+    assert not (alice.pairings_dir / "to-bob.json").exists()
+    wait_for("bob to forget", lambda: not (bob.pairings_dir / "to-alice.json").exists(), 15)
+    wait_for("bob's session to end", lambda: pairs.session(bob) is None, 15)
+    assert bob.fowld.manager()["Pairings"] == []
+    result = busctl(bob.bus, "call", BUS_NAME, MANAGER_PATH, MANAGER, "Start", "s", "again")
+    assert result.returncode != 0 and "no pairing named 'to-alice'" in result.stderr
+    log = processes.output(bob.fowld.process)[1]
+    assert "the peer forgot pairing 'to-alice'" in log, log[-3000:]
+    assert a_secret not in log and a_secret not in processes.output(alice.fowld.process)[1]
+    del bob_path
+
+
+def test_pairing_store_skips_corrupt_and_world_readable_files(tmp_path):
+    store = PairingStore(tmp_path / "pairings")
+    agreed = pairing.PairingAgreed("good", "peer", os.urandom(32), "inviter", None)
+    store.store_new(agreed, "ws://127.0.0.1:1/v1")
+    (store.directory / "broken.json").write_text("{not json")
+    (store.directory / "broken.json").chmod(0o600)
+    shared = store.store_new(pairing.PairingAgreed("shared", "p", os.urandom(32), "acceptor", None), "ws://x/v1")
+    (store.directory / "shared.json").chmod(0o644)
+    found, errors = store.load()
+    assert [p.name for p in found] == ["good"]
+    messages = dict(errors)
+    assert str(store.directory / "broken.json") in messages
+    assert "other users can read" in messages[str(store.directory / "shared.json")]
+    assert shared.secret.hex() not in repr(messages) and shared.secret.hex() not in repr(shared)
