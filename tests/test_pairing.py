@@ -105,7 +105,8 @@ class Pairs:
         self.bob = Side("bob", buses[1], root / "bob")
         head = f"mailbox: {mailbox}\ntransit-relay: {relay}\n"
         self.share = head + f"services:\n  - name: blob\n    connect: tcp:127.0.0.1:{self.server.port}\n"
-        self.join = head + f"clients:\n  - name: blob\n    listen: tcp:{self.listen_port}:interface=127.0.0.1\n"
+        listen = f"tcp:{self.listen_port}:interface=127.0.0.1"
+        self.join = head + f"clients:\n  - name: blob\n    listen: {listen}\n"
         write_profile(self.alice.config / "fowl/profiles", "share", self.share)
         write_profile(self.bob.config / "fowl/profiles", "join", self.join)
 
@@ -202,7 +203,7 @@ def test_pair_then_meet_again_after_restarts_and_forget(pairs: Pairs, processes)
     assert alice.fowld.process.wait(15) == 0
     # Bob hears that alice's fowld stops, not that the session ended for good.
     bob_view = wait_for("bob to notice", lambda: (s := pairs.session(bob)) and s["State"] != "connected" and s, 20)
-    assert bob_view["StateReason"], bob_view
+    assert "the peer's fowld is stopping" in bob_view["StateReason"], bob_view
     up = pairs.start(alice)
     fetch_blob(pairs.listen_port, pairs.server.blob, RESTART_TARGET + MARGIN)
     timings["SIGTERM"] = time.monotonic() - up

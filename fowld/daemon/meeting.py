@@ -32,7 +32,8 @@ from fowld.engine.session import Session
 from fowld.engine.status import Phase, SessionStatus
 
 log = Logger()
-MEET_TIMEOUT = 8.0  # a key, but no Dilation connection this long after: not a live peer
+STALE_AFTER = 2.5  # a key but no versions this long after: a dead side's leftover message
+MEET_TIMEOUT = 8.0  # versions, but no Dilation connection this long after: not a live peer
 SEEK_DWELL = 2.5  # how long a seeker waits at a meeting point where nobody answers
 SEEK_PAUSE = 3.0  # between two rounds over all of the peer's meeting points
 SEEK_AFTER_LOSS = 10.0  # a side that had its peer waits this long (the peer may come back by itself)
@@ -58,6 +59,7 @@ class Candidate:
     session: Session
     point: pairing.MeetingPoint
     standby: bool  # waits at our own point; else it seeks at the peer's
+    keyed: bool = False  # SPAKE2 gave a key: a meeting may be under way
     timers: list[IDelayedCall] = field(default_factory=list)
 
     def cancel(self) -> None:
@@ -81,9 +83,10 @@ class PairedSession(SupervisedSession):
         self.pairing = paired
         self._pairings = pairings
         self._standby: Candidate | None = None
-        self._seeker: Candidate | None = None
-        self._queue: list[pairing.MeetingPoint] = []
+        self._seekers: list[Candidate] = []
+        self._waves: list[list[pairing.MeetingPoint]] = []
         self._rounds = 0  # rounds of seeking since the peer was last reachable
+        self._pause: IDelayedCall | None = None
         self._blocked: set[pairing.MeetingPoint] = set()
         self._met_at = -DOUBLE_MEETING_WINDOW  # monotonic time of the last meeting
         self._unreachable_since: float | None = None
@@ -103,7 +106,7 @@ class PairedSession(SupervisedSession):
             if timer.active():
                 timer.cancel()
         self._timers.clear()
-        for candidate in (self._standby, self._seeker):
+        for candidate in [self._standby, *self._seekers]:
             if candidate is not None:
                 self._drop(candidate)
 
@@ -116,6 +119,8 @@ class PairedSession(SupervisedSession):
             return
         if self.pairing.expires is not None:
             self._later(self.pairing.expires - now, self._pairing_expired)
+        if self.pairing.standby is not None:  # our own claim from before a crash may linger there
+            self._blocked.add(pairing.MeetingPoint(*self.pairing.standby, self.pairing.role))
         self._unreachable_since = None
         self._publish(
             SessionStatus(
@@ -155,21 +160,27 @@ class PairedSession(SupervisedSession):
         if standby:
             self._standby = candidate
         else:
-            self._seeker = candidate
+            self._seekers.append(candidate)
         session.startService()
         session.set_code(point.code(self.pairing.secret))
         return candidate
 
     def _drop(self, candidate: Candidate) -> bool:
         """Forget a candidate (closing its session); False if it was no longer one."""
+        if not self._release(candidate):
+            return False
+        candidate.session.close(timeout=0, reason="meeting point left", final=False)
+        return True
+
+    def _release(self, candidate: Candidate) -> bool:
+        """No longer count ``candidate`` as one (its session is left as it is)."""
         if candidate is self._standby:
             self._standby = None
-        elif candidate is self._seeker:
-            self._seeker = None
+        elif candidate in self._seekers:
+            self._seekers.remove(candidate)
         else:
             return False
         candidate.cancel()
-        candidate.session.close(timeout=0, reason="meeting point left", final=False)
         return True
 
     def _open_standby(self) -> None:
@@ -188,6 +199,7 @@ class PairedSession(SupervisedSession):
             self._later(next_slot, self._open_standby)
             return
         candidate = self._open(free[0], standby=True)
+        self._pairings.touch(self.pairing.name, standby=(free[0].slot, free[0].index))
         candidate.timers.append(self._reactor.callLater(next_slot, self._rotate, candidate))
 
     def _rotate(self, candidate: Candidate) -> None:
@@ -197,24 +209,22 @@ class PairedSession(SupervisedSession):
             self._open_standby()
 
     def _seek(self) -> None:
-        if self._closing or self.ended or self._seeker is not None or self._connected():
+        """Visit the peer's meeting points in waves: this slot's at once, then the neighbours'."""
+        if self._closing or self.ended or self._seekers or self._connected():
             return
-        if self._queue:
-            self._seek_next()
+        if self._pause is not None and self._pause.active():
             return
-        # A new round over the peer's meeting points: at once the first time, then after a pause.
-        self._queue = pairing.meeting_points(pairing.other_role(self.pairing.role), time.time())
-        if self._rounds:
-            self._later(SEEK_PAUSE, self._seek_next)
-        else:
-            self._seek_next()
-        self._rounds += 1
-
-    def _seek_next(self) -> None:
-        if self._closing or self.ended or self._seeker is not None or self._connected() or not self._queue:
-            return
-        candidate = self._open(self._queue.pop(0), standby=False)
-        candidate.timers.append(self._reactor.callLater(SEEK_DWELL, self._nobody_there, candidate))
+        if not self._waves:
+            points = pairing.meeting_points(pairing.other_role(self.pairing.role), time.time())
+            slot = points[0].slot
+            self._waves = [[p for p in points if p.slot == slot], [p for p in points if p.slot != slot]]
+            self._rounds += 1
+            if self._rounds > 1:  # not the first round since we lost the peer: pause first
+                self._pause = self._later(SEEK_PAUSE, self._seek)
+                return
+        for point in self._waves.pop(0):
+            candidate = self._open(point, standby=False)
+            candidate.timers.append(self._reactor.callLater(SEEK_DWELL, self._nobody_there, candidate))
 
     def _nobody_there(self, candidate: Candidate) -> None:
         if not candidate.session.status.verifier:  # with a key, MEET_TIMEOUT decides
@@ -224,19 +234,26 @@ class PairedSession(SupervisedSession):
         return self.session is not None and self.session.status.phase is Phase.CONNECTED
 
     def _candidate_event(self, session: Session, event: events.Event) -> None:
-        candidate = next((c for c in (self._standby, self._seeker) if c and c.session is session), None)
+        candidate = next((c for c in [self._standby, *self._seekers] if c and c.session is session), None)
         if candidate is None:
             self._engine_event(session, event)  # the active session (or one already dropped)
             return
         match event:
             case events.KeyAgreed():
+                candidate.keyed = True
+                candidate.timers.append(self._reactor.callLater(STALE_AFTER, self._stale, candidate))
+            case events.PeerConnected():
                 candidate.timers.append(
-                    self._reactor.callLater(MEET_TIMEOUT, self._give_up, candidate, "a key but no peer")
+                    self._reactor.callLater(MEET_TIMEOUT, self._give_up, candidate, "no connection")
                 )
             case events.StatusChanged(status) if status.phase is Phase.CONNECTED:
                 self._promote(candidate)
             case events.StatusChanged(status) if status.phase in _ENDED:
                 self._give_up(candidate, status.reason or status.phase.value)
+
+    def _stale(self, candidate: Candidate) -> None:
+        if not candidate.session.status.verifier:
+            self._give_up(candidate, "a key but no answer: a stale claim")
 
     def _give_up(self, candidate: Candidate, reason: str) -> None:
         if not self._drop(candidate):
@@ -254,11 +271,7 @@ class PairedSession(SupervisedSession):
     # meetings ------------------------------------------------------------------------------------
 
     def _promote(self, candidate: Candidate) -> None:
-        if candidate is self._standby:
-            self._standby = None
-        else:
-            self._seeker = None
-        candidate.cancel()
+        self._release(candidate)
         old, new = self.session, candidate.session
         now = time.monotonic()
         if (
@@ -277,12 +290,14 @@ class PairedSession(SupervisedSession):
                 old.close(timeout=0, reason="replaced by a new meeting", final=False)
             self._unreachable_since = None
             self._rounds = 0
-            self._queue = []
+            self._waves = []
             self._pairings.touch(self.pairing.name)
             log.info("session {id}: {what}", id=self.id, what=self._meeting_reason)
             self._publish(dataclasses.replace(new.status, reason=self._meeting_reason))
-        if self._seeker is not None and self._connected():
-            self._drop(self._seeker)
+        if self._connected():
+            # Seekers with a key stay: one may be the same meeting as the peer's choice.
+            for seeker in [s for s in self._seekers if not s.keyed]:
+                self._drop(seeker)
         self._open_standby()
 
     # the active session --------------------------------------------------------------------------
@@ -313,9 +328,8 @@ class PairedSession(SupervisedSession):
 
     def _engine_event(self, session: Session, event: events.Event) -> None:
         if session is self.session and isinstance(event, events.PeerAway):
-            self._unreachable_since = self._unreachable_since or time.time()
-            reason = "the peer's fowld is stopping; it will meet again when it is back"
-            self._publish(dataclasses.replace(self.status, reason=reason))
+            # Not an end for good: this meeting is over, the next one comes when the peer is back.
+            session.close(timeout=0, reason="the peer's fowld is stopping", final=False)
         super()._engine_event(session, event)
 
     def _engine_closed(self, session: Session, result: str) -> None:

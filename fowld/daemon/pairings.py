@@ -40,6 +40,9 @@ class Pairing:
     created: float
     last_met: float
     expires: float | None = None
+    # (slot, index) of the meeting point this side last waited at: after a crash its
+    # claim may still be there, so a restart starts at another one.
+    standby: tuple[int, int] | None = None
 
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires
@@ -80,6 +83,7 @@ def _decode(path: Path) -> Pairing:
     if len(secret) != SECRET_BYTES or data["role"] not in ROLES or data["name"] != path.stem:
         raise ValueError("its secret, role or name is malformed")
     expires = data.get("expires")
+    standby = data.get("standby")
     return Pairing(
         name=str(data["name"]),
         peer_name=str(data["peer_name"]),
@@ -89,6 +93,7 @@ def _decode(path: Path) -> Pairing:
         created=float(data["created"]),
         last_met=float(data["last_met"]),
         expires=None if expires is None else float(expires),
+        standby=tuple(int(n) for n in standby) if isinstance(standby, list) and len(standby) == 2 else None,
     )
 
 
@@ -103,6 +108,7 @@ def _encode(p: Pairing) -> bytes:
         "created": p.created,
         "last_met": p.last_met,
         "expires": p.expires,
+        "standby": list(p.standby) if p.standby else None,
     }
     return json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n"
 
@@ -176,10 +182,11 @@ class PairingStore:
         self.save(pairing)
         return pairing
 
-    def touch(self, name: str) -> None:
-        """Note a meeting now (if the pairing still exists)."""
+    def touch(self, name: str, **changes: object) -> None:
+        """Note a meeting now, or other ``changes`` (if the pairing still exists)."""
+        changes = changes or {"last_met": time.time()}
         try:
-            self.save(dataclasses.replace(self.get(name), last_met=time.time()))
+            self.save(dataclasses.replace(self.get(name), **changes))
         except NoPairing:
             pass
 
