@@ -116,17 +116,22 @@ class Pairs:
         return time.monotonic()
 
     def pair(self) -> tuple[str, str]:
-        a, b = self.alice.fowld, self.bob.fowld
-        [a_path, code] = a.call("InviteWith", "sa{sv}", "share", "1", "pair", "s", "to-bob")
+        [a_path, code] = self.alice.fowld.call("InviteWith", "sa{sv}", "share", "1", "pair", "s", "to-bob")
         out = gdbus_call(self.bob.bus, "AcceptWith", "join", code, "{'pair': <'to-alice'>}")
         b_path = out.split("'")[1]
         for side, path in ((self.alice, a_path), (self.bob, b_path)):
-            wait_for(f"{side.name} connected", lambda s=side, p=path: properties(s.bus, p)["State"] == "connected")
+            wait_for(
+                f"{side.name} connected", lambda s=side, p=path: properties(s.bus, p)["State"] == "connected"
+            )
         return a_path, b_path
 
     def meet_again_profiles(self) -> None:
-        write_profile(self.alice.config / "fowl/profiles", "again", self.share + "peer: to-bob\nautostart: true\n")
-        write_profile(self.bob.config / "fowl/profiles", "again", self.join + "peer: to-alice\nautostart: true\n")
+        write_profile(
+            self.alice.config / "fowl/profiles", "again", self.share + "peer: to-bob\nautostart: true\n"
+        )
+        write_profile(
+            self.bob.config / "fowl/profiles", "again", self.join + "peer: to-alice\nautostart: true\n"
+        )
 
     def session(self, side: Side, profile: str = "again") -> dict | None:
         return side.fowld.sessions().get(profile)
@@ -202,7 +207,9 @@ def test_pair_then_meet_again_after_restarts_and_forget(pairs: Pairs, processes)
     alice.fowld.process.send_signal(signal.SIGTERM)
     assert alice.fowld.process.wait(15) == 0
     # Bob hears that alice's fowld stops, not that the session ended for good.
-    bob_view = wait_for("bob to notice", lambda: (s := pairs.session(bob)) and s["State"] != "connected" and s, 20)
+    bob_view = wait_for(
+        "bob to notice", lambda: (s := pairs.session(bob)) and s["State"] != "connected" and s, 20
+    )
     assert "the peer's fowld is stopping" in bob_view["StateReason"], bob_view
     up = pairs.start(alice)
     fetch_blob(pairs.listen_port, pairs.server.blob, RESTART_TARGET + MARGIN)
@@ -243,7 +250,9 @@ def test_pairing_store_skips_corrupt_and_world_readable_files(tmp_path):
     store.store_new(agreed, "ws://127.0.0.1:1/v1")
     (store.directory / "broken.json").write_text("{not json")
     (store.directory / "broken.json").chmod(0o600)
-    shared = store.store_new(pairing.PairingAgreed("shared", "p", os.urandom(32), "acceptor", None), "ws://x/v1")
+    shared = store.store_new(
+        pairing.PairingAgreed("shared", "p", os.urandom(32), "acceptor", None), "ws://x/v1"
+    )
     (store.directory / "shared.json").chmod(0o644)
     found, errors = store.load()
     assert [p.name for p in found] == ["good"]

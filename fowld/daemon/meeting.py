@@ -127,8 +127,7 @@ class PairedSession(SupervisedSession):
                 mailbox_url=self.profile.mailbox,
                 phase=Phase.WAITING,
                 reason=(
-                    f"meeting peer {self.pairing.peer_name!r} again"
-                    f" (last met {day(self.pairing.last_met)})"
+                    f"meeting peer {self.pairing.peer_name!r} again (last met {day(self.pairing.last_met)})"
                 ),
             )
         )

@@ -114,9 +114,7 @@ class MeetingPoint:
 def meeting_points(role: str, now: float) -> list[MeetingPoint]:
     """Where to look for the side of ``role``: this slot first, then its neighbours, each candidate."""
     slot = slot_at(now)
-    return [
-        MeetingPoint(s, index, role) for index in range(CANDIDATES) for s in (slot, slot - 1, slot + 1)
-    ]
+    return [MeetingPoint(s, index, role) for index in range(CANDIDATES) for s in (slot, slot - 1, slot + 1)]
 
 
 __all__ = [
