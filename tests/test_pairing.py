@@ -142,7 +142,7 @@ class Pairs:
 
 
 @pytest.fixture
-def pairs(processes, dbus_bus, second_bus, mailbox, transit_relay, tmp_path):
+def pairs(processes, dbus_bus, second_bus, mailbox, transit_relay, tmp_path):  # noqa: F811
     p = Pairs(processes, (dbus_bus.address, second_bus), mailbox.url, transit_relay.hint, tmp_path)
     yield p
     p.server.close()
