@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fowlctl.errors import ExitCode
 from fowlctl.render import format_duration, table
-
-if TYPE_CHECKING:
-    from fowlctl.commands import Context
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "pairings": (
@@ -117,7 +114,7 @@ def pairings_text(pairings: list[dict], errors: list[tuple[str, str]], now: floa
     return "\n\n".join(parts)
 
 
-async def pairings(ctx: Context) -> int:
+async def pairings(ctx: Any) -> int:
     fowld = await ctx.connect()
     try:
         found = [pairing_json(p) for p in await fowld.manager_property("Pairings")]
@@ -129,7 +126,7 @@ async def pairings(ctx: Context) -> int:
     return ExitCode.OK
 
 
-async def forget(ctx: Context) -> int:
+async def forget(ctx: Any) -> int:
     fowld = await ctx.connect()
     try:
         await fowld.call_manager("Forget", "s", [ctx.args.name])

@@ -30,7 +30,7 @@ from fowld.engine.endpoints import EndpointError, parse_connect, parse_listen
 
 REPO = Path(__file__).resolve().parent.parent
 # Every key of the schema: top level, then service and client entries.
-KEYS = "description mailbox transit-relay code-length services clients code autostart restart".split()
+KEYS = "description mailbox transit-relay code-length services clients code peer lifetime autostart restart".split()
 KEYS += "name connect listen-port listen connect-port".split()
 SSH = "services:\n  - name: ssh\n    connect: tcp:localhost:22\n"
 
@@ -145,7 +145,11 @@ RULES = [
     (SSH + "code: '7-'\n", 4, "code must look like NUMBER-word-word..."),
     (SSH + "code: ''\n", 4, "code must look like NUMBER-word-word..."),
     (SSH + "code: 17\n", 4, "code must be text, found the number 17"),
-    (SSH + "autostart: true\n", 4, "autostart needs a fixed code (set 'code')"),
+    (SSH + "autostart: true\n", 4, "autostart needs a pairing (set 'peer') or a fixed code"),
+    (SSH + "code: 7-a-b\npeer: bob\n", 5, "peer and code cannot be combined"),
+    (SSH + "peer: no/slash\n", 4, "peer 'no/slash' must be"),
+    (SSH + "lifetime: soon\n", 4, "lifetime: a duration looks like 90s, 15m, 2h or 30d"),
+    (SSH + "lifetime: 0m\n", 4, "lifetime must be more than 0"),
     (SSH + "code-length: 3\ncode: 4-purple-sausages\n", 4, "code-length has no effect when code"),
     # mailbox and transit relay
     (SSH + "mailbox: http://relay.example:4000/v1\n", 4, "must be a ws:// or wss:// URL"),

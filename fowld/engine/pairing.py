@@ -27,6 +27,11 @@ NAMEPLATE_DIGITS = 30  # ~100 bits: never equal to a nameplate the mailbox alloc
 ROLES = ("inviter", "acceptor")
 
 
+# Mailbox messages of our own, sent only to peers that advertise pairing.
+FORGET_MESSAGE = "fowl-forget"  # the peer's person forgot the pairing: forget it too
+AWAY_MESSAGE = "fowl-away"  # the peer stops (its daemon is stopping), not for good
+
+
 class PairingRefused(ValueError):
     """Why no pairing was stored although this side asked for one."""
 
@@ -56,17 +61,28 @@ class PairingAgreed:
     expires_at: float | None
 
 
-def features(extra: tuple[str, ...] = ()) -> list[str]:
-    return ["core-v1", PAIRING_FEATURE, *extra]
+FEATURES = ("core-v1", PAIRING_FEATURE)
+
+
+def app_versions(request: PairingRequest | None) -> dict:
+    """Our app versions: the features, and the pairing we ask for (if any)."""
+    fowl: dict = {"features": list(FEATURES)}
+    if request is not None:
+        fowl["pairing"] = request.advertised()
+    return {"fowl": fowl}
+
+
+def understands_pairing(versions: dict) -> bool:
+    fowl = versions.get("fowl") if isinstance(versions, dict) else None
+    found = fowl.get("features") if isinstance(fowl, dict) else None
+    return isinstance(found, list) and PAIRING_FEATURE in found
 
 
 def peer_offer(versions: dict) -> dict:
     """The peer's pairing offer, or why there is none (``PairingRefused``)."""
-    fowl = versions.get("fowl") if isinstance(versions, dict) else None
-    found = fowl.get("features") if isinstance(fowl, dict) else None
-    if not isinstance(found, list) or PAIRING_FEATURE not in found:
+    if not understands_pairing(versions):
         raise PairingRefused("the peer's fowl does not support pairing (it forwards as usual)")
-    offer = fowl.get("pairing")
+    offer = versions["fowl"].get("pairing")
     if not isinstance(offer, dict):
         raise PairingRefused("the peer did not ask for a pairing (it needs --pair too)")
     name = offer.get("name")
@@ -118,7 +134,10 @@ def meeting_points(role: str, now: float) -> list[MeetingPoint]:
 
 
 __all__ = [
+    "AWAY_MESSAGE",
     "CANDIDATES",
+    "FEATURES",
+    "FORGET_MESSAGE",
     "PAIRING_FEATURE",
     "SECRET_BYTES",
     "SECRET_PURPOSE",
@@ -128,7 +147,8 @@ __all__ = [
     "PairingRefused",
     "PairingRequest",
     "agree",
-    "features",
+    "app_versions",
+    "understands_pairing",
     "meeting_points",
     "other_role",
     "slot_at",

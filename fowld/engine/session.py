@@ -33,18 +33,7 @@ from fowld.wormhole.liveness import watch_session_paths
 from fowld.wormhole.status import PeerConnection, PeerState, dilation_view, mailbox_state
 from fowld.wormhole.tuning import tune_dilation_connection
 
-FEATURES = tuple(pairing.features())
-APP_VERSIONS = {"fowl": {"features": list(FEATURES)}}
-# Mailbox messages of our own, sent only to peers that advertise pairing.
-FORGET_MESSAGE = "fowl-forget"  # the peer's person forgot the pairing: forget it too
-AWAY_MESSAGE = "fowl-away"  # the peer stops (daemon stopping), not for good: it will meet again
-
-
-def app_versions(request: pairing.PairingRequest | None) -> dict:
-    """Our app versions: the features, and the pairing we ask for (if any)."""
-    if request is None:
-        return APP_VERSIONS
-    return {"fowl": {"features": list(FEATURES), "pairing": request.advertised()}}
+FORGET_MESSAGE, AWAY_MESSAGE = pairing.FORGET_MESSAGE, pairing.AWAY_MESSAGE
 
 log = Logger()
 # Slack past Dilation's expiry (two keep-alive intervals) before calling a peer silent.
@@ -125,7 +114,7 @@ class Session(Service):
             self._reactor,
             APP_ID,
             config.mailbox_url,
-            app_versions(config.pairing),
+            pairing.app_versions(config.pairing),
             options,
             self._wormhole_status,
             self._dilation_status,
@@ -282,25 +271,19 @@ class Session(Service):
         self._update(verifier=verifier_hex, peer_versions=versions)
         self._emit(events.PeerConnected(verifier_hex, versions))
         if self.config.pairing is not None:
-            self._emit(self._pairing_outcome(versions))
-
-    def _pairing_outcome(self, versions: dict) -> events.Event:
-        """Agree on a pairing if both sides asked; the secret is derived here, never sent."""
-        secret = self._wormhole.derive_key(pairing.SECRET_PURPOSE, pairing.SECRET_BYTES)
-        try:
-            agreed = pairing.agree(self.config.pairing, self._role, versions, secret)
-        except pairing.PairingRefused as e:
-            return events.PairingDeclined(str(e))
-        return events.Paired(agreed)
+            # Agree on a pairing if both sides asked; the secret is derived here, never sent.
+            secret = self._wormhole.derive_key(pairing.SECRET_PURPOSE, pairing.SECRET_BYTES)
+            try:
+                agreed = pairing.agree(self.config.pairing, self._role, versions, secret)
+            except pairing.PairingRefused as e:
+                self._emit(events.PairingDeclined(str(e)))
+            else:
+                self._emit(events.Paired(agreed))
 
     @property
     def peer_pairs(self) -> bool:
         """The peer understands pairing messages (forget, away)."""
-        try:
-            pairing.peer_offer(self._status.peer_versions)
-        except pairing.PairingRefused as e:
-            return "did not ask" in str(e)
-        return True
+        return pairing.understands_pairing(self._status.peer_versions)
 
     def forget(self, reason: str) -> Deferred:
         """Tell the peer that this pairing is forgotten, then close for good."""
