@@ -37,6 +37,7 @@ from test_daemon import (
 
 from fowld.daemon.pairings import PairingStore
 from fowld.engine import pairing
+from harness.peers import HashServer, exchange, start_ours, start_upstream
 from harness.servers import ProcessGroup, free_port
 
 RESTART_TARGET = 10.0  # seconds from "restarted daemon is up" to data flowing (the target)
@@ -260,3 +261,92 @@ def test_pairing_store_skips_corrupt_and_world_readable_files(tmp_path):
     assert str(store.directory / "broken.json") in messages
     assert "other users can read" in messages[str(store.directory / "shared.json")]
     assert shared.secret.hex() not in repr(messages) and shared.secret.hex() not in repr(shared)
+
+
+def test_a_wrong_code_against_a_fixed_code_session_gets_one_attempt(processes, dbus_bus, mailbox, tmp_path):
+    nameplate = 7000 + int.from_bytes(os.urandom(2), "big")
+    code = f"{nameplate}-{os.urandom(4).hex()}-{os.urandom(4).hex()}"
+    profile = f"mailbox: {mailbox.url}\ncode: {code}\nautostart: true\nrestart: always\n"
+    profile += "clients:\n  - {name: web}\n"
+    write_profile(tmp_path / "fowl/profiles", "fixed", profile)
+    fowld = start_fowld(processes, dbus_bus.address, tmp_path)
+    wait_for(
+        "the fixed-code session to wait",
+        lambda: (s := fowld.sessions().get("fixed")) and s["State"] == "waiting",
+    )
+    assert fowld.sessions()["fixed"]["Code"] == ""
+
+    guesser = start_ours(processes, mailbox.url, "tcp:127.0.0.1:1", label="guesser")
+    guesser.send("set-code", code=f"{nameplate}-wrong-guess")
+    assert "wrong code" in guesser.wait_kind("error", timeout=20)["message"]
+    # The session failed for good, saying why; it does not go back to waiting for another guess.
+    wait_for("the session to end", lambda: "fixed" not in fowld.sessions(), 15)
+    time.sleep(3)  # longer than the first restart back-off would have been
+    assert "fixed" not in fowld.sessions()
+    log = processes.output(fowld.process)[1]
+    assert "ended: wrong code" in log and "restarts in" not in log
+    assert code not in log and "a pairing is the safe way" in log
+    # A person can start it again.
+    [path] = fowld.call("Start", "s", "fixed")
+    assert properties(fowld.bus, path)["State"] in ("starting", "waiting")
+
+
+def test_stdio_pairing_with_upstream_forwards_and_says_why_none_was_stored(
+    upstream_python, processes, mailbox, transit_relay, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    server = HashServer(("127.0.0.1", 0))
+    try:
+        ours = start_ours(processes, mailbox.url, transit_relay.hint, label="ours")
+        upstream = start_upstream(processes, upstream_python, mailbox.url, transit_relay.hint)
+        upstream.send("local", name="svc")
+        ours.send("remote", name="svc", local_connect_port=server.port)
+        ours.send("allocate-code", pair="upstream-peer")
+        code = ours.wait_kind("code-allocated")["code"]
+        upstream.send("set-code", code=code)
+        declined = ours.wait_kind("pairing-declined", timeout=20)
+        assert "the peer's fowl does not support pairing" in declined["reason"], declined
+        port = upstream.wait_kind("listening", name="svc", timeout=20)["listening_port"]
+        exchange(("127.0.0.1", port), 200_000, 300_000, seed=3)  # hash-checked both ways
+        assert not (tmp_path / "state" / "fowl" / "pairings" / "upstream-peer.json").exists()
+        assert ours.find("paired") == []
+        upstream.stop()
+    finally:
+        server.stop()
+
+
+def test_stdio_sides_that_both_ask_store_the_same_pairing(processes, mailbox, transit_relay, tmp_path):
+    env = {}
+    peers = []
+    for name in ("left", "right"):
+        env[name] = tmp_path / name
+        peers.append(start_ours_with_state(processes, mailbox.url, transit_relay.hint, env[name], label=name))
+    left, right = peers
+    left.send("allocate-code", pair="to-right")
+    code = left.wait_kind("code-allocated")["code"]
+    right.send("set-code", code=code, pair="to-left")
+    assert left.wait_kind("paired", timeout=20) == {
+        "kind": "paired",
+        "name": "to-right",
+        "peer_name": "to-left",
+    }
+    assert right.wait_kind("paired", timeout=20)["peer_name"] == "to-right"
+    [a] = PairingStore(env["left"] / "fowl" / "pairings").load()[0]
+    [b] = PairingStore(env["right"] / "fowl" / "pairings").load()[0]
+    assert a.secret == b.secret and (a.role, b.role) == ("inviter", "acceptor")
+    assert a.secret.hex() not in json.dumps(left.lines + right.lines)
+    for peer in peers:
+        peer.close_stdin()
+        assert peer.wait_exit() == 0
+
+
+def start_ours_with_state(processes, mailbox_url: str, relay: str, state: Path, label: str):
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(state)
+    try:
+        return start_ours(processes, mailbox_url, relay, label=label)
+    finally:
+        if old is None:
+            del os.environ["XDG_STATE_HOME"]
+        else:
+            os.environ["XDG_STATE_HOME"] = old

@@ -110,11 +110,13 @@ class Session(Service):
         super().startService()
         config = self.config
         options = DilationOptions(config.transit_relay, config.relay_only, config.ping_interval)
+        # magic-wormhole keeps this dict and encrypts it only once the key is known
+        self._versions = pairing.app_versions(config.pairing)
         w, self._dilated = open_dilated(
             self._reactor,
             APP_ID,
             config.mailbox_url,
-            pairing.app_versions(config.pairing),
+            self._versions,
             options,
             self._wormhole_status,
             self._dilation_status,
@@ -154,6 +156,13 @@ class Session(Service):
             raise SessionError(f"invalid code: {e}") from None
         self._claim_code()
         self._wormhole.set_code(code)
+
+    def ask_pairing(self, request: pairing.PairingRequest) -> None:
+        """Ask the peer for a pairing; only before the code is set (the versions go out with the key)."""
+        if self._wormhole is None or self._life.code_claimed:
+            raise SessionError("a pairing can only be asked for with the code")
+        self.config = dataclasses.replace(self.config, pairing=request)
+        self._versions["fowl"]["pairing"] = request.advertised()
 
     def _claim_code(self) -> None:
         if self._wormhole is None:
@@ -281,8 +290,7 @@ class Session(Service):
                 self._emit(events.Paired(agreed))
 
     @property
-    def peer_pairs(self) -> bool:
-        """The peer understands pairing messages (forget, away)."""
+    def peer_pairs(self) -> bool:  # the peer understands our forget and away messages
         return pairing.understands_pairing(self._status.peer_versions)
 
     def forget(self, reason: str) -> Deferred:
@@ -335,13 +343,8 @@ class Session(Service):
         final: bool = True,
         why: str | None = None,
     ) -> Deferred:
-        """Close gracefully.
-
-        ``final``: a person's close: tell the peer the session is over (``closing``,
-        with ``why`` when given), wait (bounded) for its answer. Otherwise (a daemon
-        stopping, a session replaced) the peer is told nothing final: a peer that
-        pairs hears that we go away and will return.
-        """
+        """``final`` (a person's close): tell the peer it is over (with ``why``), wait (bounded)
+        for its answer. Else (fowld stopping, a meeting replaced) a pairing peer hears "away"."""
         self._close(Ending(reason), timeout, final, why)
         return self.when_closed()
 
