@@ -13,6 +13,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from test_daemon import (
 from fowld.daemon.pairings import PairingStore
 from fowld.engine import pairing
 from harness.peers import HashServer, exchange, start_ours, start_upstream
-from harness.servers import ProcessGroup, free_port
+from harness.servers import ProcessGroup, free_port, start_mailbox
 
 RESTART_TARGET = 10.0  # seconds from "restarted daemon is up" to data flowing (the issue's target)
 MARGIN = 5.0  # a loaded 2-core test machine: honest slack over the target
@@ -350,3 +351,74 @@ def start_ours_with_state(processes, mailbox_url: str, relay: str, state: Path, 
             del os.environ["XDG_STATE_HOME"]
         else:
             os.environ["XDG_STATE_HOME"] = old
+
+
+def standby_nameplate(side: Side, name: str) -> str:
+    """The nameplate a side waits at now, from its pairing file (as a squatter would list it)."""
+    data = json.loads((side.pairings_dir / f"{name}.json").read_text())
+    point = pairing.MeetingPoint(*data["standby"], data["role"])
+    return point.code(bytes.fromhex(data["secret"])).split("-")[0]
+
+
+@pytest.fixture
+def own_mailbox_pairs(processes, dbus_bus, second_bus, fresh_mailbox, transit_relay, tmp_path):  # noqa: F811
+    box = fresh_mailbox()
+    p = Pairs(processes, (dbus_bus.address, second_bus), box.url, transit_relay.hint, tmp_path)
+    p.box = box
+    yield p
+    p.server.close()
+
+
+def test_they_meet_despite_a_squatter_a_stale_claim_a_mailbox_restart_and_a_crash_while_waiting(
+    own_mailbox_pairs: Pairs, processes
+):
+    pairs = own_mailbox_pairs
+    alice, bob = pairs.alice, pairs.bob
+    pairs.start(alice)
+    pairs.start(bob)
+    a_path, _ = pairs.pair()
+    call(alice.bus, a_path, SESSION, "Close")
+    pairs.meet_again_profiles()
+    for side in (alice, bob):
+        side.fowld.call("Reload")
+    wait_for("both to meet", lambda: pairs.connected(alice) and pairs.connected(bob), 30)
+    fetch_blob(pairs.listen_port, pairs.server.blob, 20)
+
+    # A squatter claims the nameplate alice waits at; bob crashes (leaving a stale claim).
+    squatted = standby_nameplate(alice, "to-bob")
+    squatter = processes.spawn(
+        [sys.executable, "-m", "harness.squatter", pairs.mailbox, squatted], name="squatter"
+    )
+    wait_for("the squatter's claim", lambda: "claimed" in processes.output(squatter)[0], 10)
+    bob.fowld.process.kill()
+    bob.fowld.process.wait(5)
+    up = pairs.start(bob)
+    took = fetch_blob(pairs.listen_port, pairs.server.blob, 90)
+    print(f"squatter and stale claim: data again {time.monotonic() - up:.1f} s after bob's restart")
+    assert took < 90
+    processes.stop(squatter)
+
+    # Bob stops; the mailbox restarts (it forgets every claim) while alice waits.
+    bob.fowld.process.send_signal(signal.SIGTERM)
+    assert bob.fowld.process.wait(15) == 0
+    wait_for("alice to wait", lambda: (s := pairs.session(alice)) and s["State"] != "connected", 15)
+    port = pairs.box.port
+    pairs.box.stop()
+    pairs.box = start_mailbox(processes, port=port)
+    time.sleep(2)
+    up = pairs.start(bob)
+    fetch_blob(pairs.listen_port, pairs.server.blob, 60)
+    print(f"mailbox restart: data again {time.monotonic() - up:.1f} s after bob's start")
+
+    # Alice crashes while waiting for bob (stale claims at her meeting points), then both start.
+    bob.fowld.process.send_signal(signal.SIGTERM)
+    assert bob.fowld.process.wait(15) == 0
+    time.sleep(1)
+    alice.fowld.process.kill()
+    alice.fowld.process.wait(5)
+    pairs.start(alice)
+    up = pairs.start(bob)
+    fetch_blob(pairs.listen_port, pairs.server.blob, RESTART_TARGET + MARGIN)
+    print(f"crash while waiting: data again {time.monotonic() - up:.1f} s after both started")
+    reason = pairs.connected(bob)["StateReason"]
+    assert reason and "unreachable" not in reason, reason

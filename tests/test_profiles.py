@@ -30,7 +30,8 @@ from fowld.engine.endpoints import EndpointError, parse_connect, parse_listen
 
 REPO = Path(__file__).resolve().parent.parent
 # Every key of the schema: top level, then service and client entries.
-KEYS = "description mailbox transit-relay code-length services clients code peer lifetime autostart restart".split()
+KEYS = "description mailbox transit-relay code-length services clients code peer lifetime".split()
+KEYS += "autostart restart".split()
 KEYS += "name connect listen-port listen connect-port".split()
 SSH = "services:\n  - name: ssh\n    connect: tcp:localhost:22\n"
 

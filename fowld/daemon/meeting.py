@@ -39,6 +39,9 @@ SEEK_PAUSE = 3.0  # between two rounds over all of the peer's meeting points
 SEEK_AFTER_LOSS = 10.0  # a side that had its peer waits this long (the peer may come back by itself)
 DOUBLE_MEETING_WINDOW = 15.0  # two meetings this close together: both sides restarted at once
 STANDBY_RETRY = 1.0
+# A standby moves to the slot's next meeting point this often: a squatter that claimed
+# the same point (invisible to the one waiting there) holds us for a minute at most.
+STANDBY_HOP = 60.0
 _ENDED = (Phase.CLOSING, Phase.CLOSED, Phase.FAILED)
 PEER_CLOSED = "peer closed the session"
 PEER_FORGOT = "the peer forgot this pairing"
@@ -87,6 +90,7 @@ class PairedSession(SupervisedSession):
         self._waves: list[list[pairing.MeetingPoint]] = []
         self._rounds = 0  # rounds of seeking since the peer was last reachable
         self._pause: IDelayedCall | None = None
+        self._hops = 0  # standby moves so far: which of the slot's free points is next
         self._blocked: set[pairing.MeetingPoint] = set()
         self._met_at = -DOUBLE_MEETING_WINDOW  # monotonic time of the last meeting
         self._unreachable_since: float | None = None
@@ -197,13 +201,16 @@ class PairedSession(SupervisedSession):
         if not free:  # every point of this slot is blocked: the next slot brings new ones
             self._later(next_slot, self._open_standby)
             return
-        candidate = self._open(free[0], standby=True)
-        self._pairings.touch(self.pairing.name, standby=(free[0].slot, free[0].index))
-        candidate.timers.append(self._reactor.callLater(next_slot, self._rotate, candidate))
+        point = free[self._hops % len(free)]
+        candidate = self._open(point, standby=True)
+        self._pairings.touch(self.pairing.name, standby=(point.slot, point.index))
+        hop = min(next_slot, STANDBY_HOP)
+        candidate.timers.append(self._reactor.callLater(hop, self._rotate, candidate))
 
     def _rotate(self, candidate: Candidate) -> None:
-        """A new slot: move the standby to its new meeting point (unless a meeting is under way)."""
-        if candidate is self._standby and not candidate.session.status.verifier:
+        """Move the standby to the next meeting point (unless a meeting is under way there)."""
+        if candidate is self._standby and not candidate.keyed:
+            self._hops += 1
             self._drop(candidate)
             self._open_standby()
 
