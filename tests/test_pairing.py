@@ -422,3 +422,79 @@ def test_they_meet_despite_a_squatter_a_stale_claim_a_mailbox_restart_and_a_cras
     print(f"crash while waiting: data again {time.monotonic() - up:.1f} s after both started")
     reason = pairs.connected(bob)["StateReason"]
     assert reason and "unreachable" not in reason, reason
+
+
+def met_pair(pairs: Pairs) -> None:
+    """Start both daemons, pair them, and let their `peer:` profiles meet."""
+    pairs.start(pairs.alice)
+    pairs.start(pairs.bob)
+    a_path, _ = pairs.pair()
+    call(pairs.alice.bus, a_path, SESSION, "Close")
+    pairs.meet_again_profiles()
+    for side in (pairs.alice, pairs.bob):
+        side.fowld.call("Reload")
+    wait_for("both to meet", lambda: pairs.connected(pairs.alice) and pairs.connected(pairs.bob), 30)
+    fetch_blob(pairs.listen_port, pairs.server.blob, 20)
+
+
+WAKE_TARGET = 5.0  # seconds from a sleeping side's wake to data flowing (the issue's target)
+
+
+@pytest.mark.timeout(300)
+def test_a_side_asleep_for_two_minutes_forwards_again_soon_after_it_wakes(pairs: Pairs):
+    met_pair(pairs)
+    bob = pairs.bob.fowld.process
+    bob.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        view = wait_for(
+            "alice to notice",
+            lambda: (s := pairs.session(pairs.alice)) and s["State"] != "connected" and s,
+            60,
+        )
+        assert "peer unreachable since" in view["StateReason"], view
+        time.sleep(max(0.0, 120 - (time.monotonic() - stopped)))
+        assert pairs.session(pairs.alice) is not None  # nothing ends for an absent peer
+    finally:
+        bob.send_signal(signal.SIGCONT)
+    woke = time.monotonic()
+    fetch_blob(pairs.listen_port, pairs.server.blob, 30)
+    took = time.monotonic() - woke
+    print(f"wake to first intact transfer: {took:.1f} s")
+    assert took <= WAKE_TARGET + MARGIN
+
+
+def test_a_forged_or_stolen_then_forgotten_pairing_gets_nothing(pairs: Pairs, processes, tmp_path):
+    import tempfile
+
+    from harness.servers import start_dbus_bus
+
+    met_pair(pairs)
+    alice, bob = pairs.alice, pairs.bob
+    stolen = (bob.pairings_dir / "to-alice.json").read_text()
+    verifier = pairs.connected(alice)["Verifier"]
+    with tempfile.TemporaryDirectory(prefix="fowld-bus-") as directory:
+        carol = Side("carol", start_dbus_bus(processes, Path(directory)).address, tmp_path / "carol")
+        write_profile(
+            carol.config / "fowl/profiles", "again", pairs.join + "peer: to-alice\nautostart: true\n"
+        )
+        # A forged pairing: the right name and role, a secret of its own.
+        forged = json.loads(stolen) | {"secret": os.urandom(32).hex()}
+        carol.pairings_dir.mkdir(parents=True, mode=0o700)
+        (carol.pairings_dir / "to-alice.json").write_text(json.dumps(forged))
+        (carol.pairings_dir / "to-alice.json").chmod(0o600)
+        pairs.start(carol)
+        time.sleep(12)
+        assert pairs.session(carol)["State"] != "connected"
+        assert pairs.connected(alice)["Verifier"] == verifier  # alice still with bob, undisturbed
+
+        # Stolen, then forgotten by its owners: meets nobody.
+        processes.stop(carol.fowld.process)
+        alice.fowld.call("Forget", "s", "to-bob")
+        wait_for("bob to forget", lambda: not (bob.pairings_dir / "to-alice.json").exists(), 15)
+        (carol.pairings_dir / "to-alice.json").write_text(stolen)
+        pairs.start(carol)
+        time.sleep(12)
+        assert pairs.session(carol)["State"] != "connected"
+        assert "again" not in alice.fowld.sessions() and "again" not in bob.fowld.sessions()
+        processes.stop(carol.fowld.process)

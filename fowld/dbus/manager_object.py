@@ -29,6 +29,7 @@ def profile_summary(profile: Profile) -> dict[str, object]:
         "clients": typed("as", [f"{c.name} <- {c.listen.spec}" for c in profile.clients]),
         "autostart": profile.autostart,
         "has_code": profile.code is not None,
+        "peer": profile.peer or "",
         "restart": profile.restart.value,
     }
 
