@@ -498,3 +498,35 @@ def test_a_forged_or_stolen_then_forgotten_pairing_gets_nothing(pairs: Pairs, pr
         assert pairs.session(carol)["State"] != "connected"
         assert "again" not in alice.fowld.sessions() and "again" not in bob.fowld.sessions()
         processes.stop(carol.fowld.process)
+
+
+def test_access_in_time_invitation_expiry_session_lifetime_and_pairing_expiry(pairs: Pairs, processes):
+    alice, bob = pairs.alice, pairs.bob
+    pairs.start(alice)
+    pairs.start(bob)
+    # An invitation nobody joins ends by itself, saying why.
+    [path, _] = alice.fowld.call("InviteWith", "sa{sv}", "share", "1", "expires", "s", "2s")
+    wait_for("the invitation to end", lambda: "share" not in alice.fowld.sessions(), 15)
+    assert "the invitation expired: nobody joined within 2 s" in processes.output(alice.fowld.process)[1]
+
+    # A session with a lifetime ends itself; the peer is told why.
+    [a_path, code] = alice.fowld.call(
+        "InviteWith", "sa{sv}", "share", "2", "lifetime", "s", "4s", "pair", "s", "to-bob"
+    )
+    out = gdbus_call(bob.bus, "AcceptWith", "join", code, "{'pair': <'to-alice'>, 'expires': <'6s'>}")
+    b_path = out.split("'")[1]
+    wait_for("bob connected", lambda: properties(bob.bus, b_path)["State"] == "connected")
+    wait_for("both to end", lambda: not alice.fowld.sessions() and not bob.fowld.sessions(), 20)
+    b_log, a_log = (processes.output(s.fowld.process)[1] for s in (bob, alice))
+    assert "peer closed the session: its lifetime of 4 s ended" in b_log, b_log[-2000:]
+    assert "the session's lifetime of 4 s ended" in a_log
+    # The pairing expires on both sides at the earlier expiry (bob's 6 s).
+    [a_pairing] = alice.fowld.manager()["Pairings"]
+    [b_pairing] = bob.fowld.manager()["Pairings"]
+    assert a_pairing["expires"] == b_pairing["expires"] > 0
+    time.sleep(max(0.0, a_pairing["expires"] - time.time() + 0.5))
+    pairs.meet_again_profiles()
+    bob.fowld.call("Reload")  # its autostart is refused, with the reason in the log
+    result = busctl(bob.bus, "call", BUS_NAME, MANAGER_PATH, MANAGER, "Start", "s", "again")
+    assert result.returncode != 0 and "has expired" in result.stderr, result.stderr
+    del path, a_path

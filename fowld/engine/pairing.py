@@ -94,7 +94,9 @@ def peer_offer(versions: dict) -> dict:
 def agree(request: PairingRequest, role: str, versions: dict, secret: bytes) -> PairingAgreed:
     """Combine our request with the peer's offer; the earlier expiry of the two applies."""
     offer = peer_offer(versions)
-    expiries = [e for e in (request.expires_at, offer.get("expires")) if isinstance(e, int | float)]
+    ours = None if request.expires_at is None else int(request.expires_at)  # as advertised
+    theirs = offer.get("expires")
+    expiries = [e for e in (ours, theirs) if isinstance(e, int | float) and not isinstance(e, bool)]
     return PairingAgreed(request.name, offer["name"], secret, role, min(expiries) if expiries else None)
 
 
