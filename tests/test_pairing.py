@@ -530,3 +530,44 @@ def test_access_in_time_invitation_expiry_session_lifetime_and_pairing_expiry(pa
     result = busctl(bob.bus, "call", BUS_NAME, MANAGER_PATH, MANAGER, "Start", "s", "again")
     assert result.returncode != 0 and "has expired" in result.stderr, result.stderr
     del path, a_path
+
+
+def test_fowlctl_lists_and_forgets_pairings_and_reports_skipped_files(processes, dbus_bus, tmp_path):
+    state = tmp_path / "state"
+    store = PairingStore(state / "fowl" / "pairings")
+    kept = store.store_new(
+        pairing.PairingAgreed("bob", "alice", os.urandom(32), "inviter", None), "ws://m/v1"
+    )
+    (store.directory / "broken.json").write_text("{")
+    (store.directory / "broken.json").chmod(0o600)
+    fowld = start_fowld(processes, dbus_bus.address, tmp_path, XDG_STATE_HOME=str(state))
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": dbus_bus.address}
+
+    def fowlctl(*args: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "fowlctl", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+
+    listed = fowlctl("pairings")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == [
+        "NAME",
+        "PEER",
+        "CALLS",
+        "IT",
+        "CREATED",
+        "LAST",
+        "MET",
+        "EXPIRES",
+        "RUNNING",
+    ]
+    assert listed.stdout.splitlines()[1].split()[:2] == ["bob", "alice"]
+    assert f"{store.directory / 'broken.json'}: pairing skipped" in listed.stdout
+    data = json.loads(fowlctl("pairings", "--json").stdout)
+    assert [p["name"] for p in data["pairings"]] == ["bob"] and data["pairings"][0]["expires"] is None
+    assert kept.secret.hex() not in listed.stdout + json.dumps(data)
+    assert fowlctl("forget", "bob").returncode == 0
+    assert not (store.directory / "bob.json").exists()
+    again = fowlctl("forget", "bob")
+    assert again.returncode == 1 and "no pairing named 'bob'" in again.stderr
+    wait_for("Pairings to follow", lambda: fowld.manager()["Pairings"] == [], 5)
+    assert "--pair NAME" in fowlctl("invite", "--help").stdout

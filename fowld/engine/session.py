@@ -315,10 +315,10 @@ class Session(Service):
             if isinstance(why, str) and why:
                 reason += f": {why[:200]}"
             self.close(reason=reason)
-        elif isinstance(message, dict) and FORGET_MESSAGE in message:
+        elif isinstance(message, dict) and FORGET_MESSAGE in message and self.peer_pairs:
             self._emit(events.PeerForgot())
             self.close(reason="the peer forgot this pairing")
-        elif isinstance(message, dict) and AWAY_MESSAGE in message:
+        elif isinstance(message, dict) and AWAY_MESSAGE in message and self.peer_pairs:
             self._emit(events.PeerAway())
         else:
             self._emit(events.Refused("message", None, "unknown mailbox message from peer"))
