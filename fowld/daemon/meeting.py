@@ -320,7 +320,9 @@ class PairedSession(SupervisedSession):
                 self._publish(status)
             return
         if status.phase is Phase.CONNECTED:
-            self._unreachable_since = None
+            if self._unreachable_since is not None:  # Dilation found the peer again by itself
+                since, self._unreachable_since = self._unreachable_since, None
+                self._meeting_reason = f"peer back (unreachable from {clock(since)} to {clock(time.time())})"
             reason = status.reason or self._meeting_reason
         else:
             if self._unreachable_since is None:
@@ -329,7 +331,6 @@ class PairedSession(SupervisedSession):
             reason = f"peer unreachable since {clock(self._unreachable_since)}; waiting for it"
             if status.reason:
                 reason += f" ({status.reason})"
-        self._meeting_reason = ""
         self._publish(dataclasses.replace(status, reason=reason))
 
     def _engine_event(self, session: Session, event: events.Event) -> None:
