@@ -158,8 +158,10 @@ class SupervisedSession(Service):
 
     def stopService(self) -> Deferred:
         super().stopService()
-        # Not a person's close: a peer that pairs hears we will be back.
-        return self.close(reason="fowld is stopping", final=False)
+        # A one-shot session never comes back: its peer may as well end now. Sessions that
+        # recur (paired, fixed code) will be back: their peer must not hear "closed for good".
+        final = self.mode in (Mode.INVITE, Mode.ACCEPT)
+        return self.close(reason="fowld is stopping", final=final)
 
     def engine_config(self, peer_lost_timeout: float | None) -> SessionConfig:
         profile = self.profile
