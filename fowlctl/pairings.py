@@ -33,7 +33,10 @@ examples:
     ),
 }
 
-START_OPTIONS_EPILOG = """\
+START_OPTIONS_EPILOG = """
+  fowlctl invite ssh-share --pair bob --expires 30d
+  fowlctl accept ssh-join 7-crossover-clockwork --pair alice --lifetime 2h
+
 pairing (both sides must ask for it):
   --pair NAME        once connected, store a pairing called NAME on this side;
                      a profile with `peer: NAME` then meets the peer again with no code
