@@ -233,7 +233,7 @@ class PairedSession(SupervisedSession):
             candidate.timers.append(self._reactor.callLater(SEEK_DWELL, self._nobody_there, candidate))
 
     def _nobody_there(self, candidate: Candidate) -> None:
-        if not candidate.session.status.verifier:  # with a key, MEET_TIMEOUT decides
+        if not candidate.keyed:  # with a key, STALE_AFTER and MEET_TIMEOUT decide
             self._give_up(candidate, "nobody there")
 
     def _connected(self) -> bool:
