@@ -578,3 +578,19 @@ def test_fowlctl_lists_and_forgets_pairings_and_reports_skipped_files(processes,
     assert again.returncode == 1 and "no pairing named 'bob'" in again.stderr
     wait_for("Pairings to follow", lambda: fowld.manager()["Pairings"] == [], 5)
     assert "--pair NAME" in fowlctl("invite", "--help").stdout
+
+
+def test_pairing_options_and_fields_are_validated():
+    from fowld.daemon.errors import InvalidArgs
+    from fowld.daemon.manager import StartOptions
+    from fowld.stdio.commands import CommandError, parse_command
+
+    assert StartOptions.from_mapping({"pair": "bob", "expires": "30d", "lifetime": 7200}) == StartOptions(
+        "bob", 30 * 86400.0, 7200.0
+    )
+    for bad in ({"pair": "a/b"}, {"expires": "soon"}, {"lifetime": "-1h"}, {"colour": "red"}):
+        with pytest.raises(InvalidArgs):
+            StartOptions.from_mapping(bad)
+    assert parse_command('{"kind": "set-code", "code": "7-a-b", "pair": "bob"}')["pair"] == "bob"
+    with pytest.raises(CommandError, match="pair"):
+        parse_command('{"kind": "allocate-code", "pair": "no spaces"}')
