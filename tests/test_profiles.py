@@ -18,6 +18,7 @@ from fowld.daemon.profiles import (
     ProfileError,
     RestartPolicy,
     ServiceSpec,
+    fixed_code_advice,
     insecure_permission_warning,
     load_profile,
     load_profiles,
@@ -418,7 +419,10 @@ def test_permission_warning(tmp_path: Path, text: str, mode: int, warned: str | 
         assert warning.startswith(f"{path}: {warned}")
         assert warning.endswith(f"chmod go-rwx {path}")
     found = load_profiles(tmp_path)
-    assert found.warnings == (() if warned is None else (warning,))
+    # Every fixed code is also advised against, whatever its permissions.
+    advice = fixed_code_advice(path, load_profile(path))
+    assert found.warnings == tuple(w for w in (warning, advice) if w)
+    assert (advice is not None) == (text == CODED)
 
 
 def test_shipped_profiles_load_and_explain_themselves():
