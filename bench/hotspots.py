@@ -28,7 +28,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers import servers
+from harness import servers
 
 RATE = 200  # samples per second
 STOP_TIMEOUT = 20.0  # seconds for py-spy to write its file after SIGINT

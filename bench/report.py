@@ -1,17 +1,58 @@
-"""Markdown for the benchmark's results: the side-by-side table, targets and profiles."""
+"""Markdown for both benchmarks' results, and what went wrong in a run.
+
+``render`` picks the forwarding report (the side-by-side table, targets and
+profiles) or the daemon report (footprint per session count, invite → first
+byte, targets) by the results' ``benchmark``.
+"""
 
 from __future__ import annotations
 
 import statistics
 from typing import Any
 
-from hotspots import DETAILS, GROUPS
-from measure import MB
+from bench.hotspots import DETAILS, GROUPS
+
+MB = 1_000_000  # decimal megabytes, for throughput and memory alike
+KB = 1024  # process stats count memory in KiB
+
+
+def machine(facts: dict) -> str:
+    return "Machine: " + "; ".join(f"{key} {value}" for key, value in facts.items())
+
+
+def targets(results: dict) -> list[dict]:
+    if results["benchmark"] == "forwarding":
+        return forwarding_targets(results["paths"])
+    return daemon_targets(results)
+
+
+def render(results: dict, command: str) -> str:
+    if results["benchmark"] == "forwarding":
+        return render_forwarding(results, command)
+    return render_daemon(results, command)
+
+
+def problems(results: dict) -> list[str]:
+    """What went wrong in a run: failed phases, paths, setups or profiles, relay rows not relayed."""
+    found = list(results.get("errors", []))
+    for key, result in results.get("paths", {}).items():
+        for what in (result.get("error"), lookup(result, "setup", "error"), result.get("profile_error")):
+            if what:
+                found.append(f"{result['label']}: {what}")
+        if key.endswith("-relay") and "error" not in result and result.get("path") != "relay":
+            found.append(f"{result['label']}: not seen crossing the relay (path {result.get('path')})")
+    return found
+
+
+# --- forwarding --------------------------------------------------------------------------------
 
 # The issue's targets for our daemon.
 ROUND_TRIP_TARGET = 0.5e-3  # seconds, median
 THROUGHPUT_RATIO_TARGET = 1.5  # our single-stream MB/s over upstream's, same run
 SETUP_TARGET = 0.5  # seconds from spawning both daemons to the first byte echoed
+# Against OpenSSH local forwarding in the same run.
+SSH_ROUND_TRIP_RATIO_TARGET = 2.0  # our median round trip over ssh's, at most
+SSH_THROUGHPUT_RATIO_TARGET = 0.5  # our single-stream MB/s over ssh's, at least
 
 
 def latency(seconds: float | None) -> str:
@@ -53,7 +94,7 @@ def lookup(result: dict, *keys: str) -> Any:
 
 def results_table(paths: dict[str, dict]) -> str:
     lines = [
-        "| path | round trip median | round trip p99 | 1 stream | parallel streams | daemon CPU per GB "
+        "| path | round trip median | round trip p99 | 1 stream | parallel streams | CPU per GB, both ends "
         "| start → forward usable |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -74,16 +115,22 @@ def results_table(paths: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _verdict(ok: bool | None) -> str:
-    return {True: "met", False: "NOT met", None: "not measured"}[ok]
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return ours / theirs if ours and theirs else None
 
 
-def targets(paths: dict[str, dict]) -> list[dict]:
-    ours, theirs = paths.get("ours", {}), paths.get("upstream", {})
+def _times(ratio: float | None, ours: str, theirs: str) -> str:
+    return "-" if ratio is None else f"{ratio:.2f} × ({ours} against {theirs})"
+
+
+def forwarding_targets(paths: dict[str, dict]) -> list[dict]:
+    ours, theirs, ssh = paths.get("ours", {}), paths.get("upstream", {}), paths.get("ssh", {})
     round_trip = lookup(ours, "round_trip", "median_s")
     setup = lookup(ours, "setup", "median_s")
     our_rate, their_rate = lookup(ours, "single", "mb_per_s"), lookup(theirs, "single", "mb_per_s")
-    ratio = our_rate / their_rate if our_rate and their_rate else None
+    ratio = _ratio(our_rate, their_rate)
+    ssh_round_trip, ssh_rate = lookup(ssh, "round_trip", "median_s"), lookup(ssh, "single", "mb_per_s")
+    round_trip_ratio, rate_ratio = _ratio(round_trip, ssh_round_trip), _ratio(our_rate, ssh_rate)
     return [
         {
             "target": "our round trip median ≤ 0.5 ms",
@@ -100,24 +147,42 @@ def targets(paths: dict[str, dict]) -> list[dict]:
             "measured": duration(setup),
             "met": None if setup is None else setup <= SETUP_TARGET,
         },
+        {
+            "target": f"our round trip median ≤ {SSH_ROUND_TRIP_RATIO_TARGET:g} × OpenSSH's",
+            "measured": _times(round_trip_ratio, latency(round_trip), latency(ssh_round_trip)),
+            "met": None if round_trip_ratio is None else round_trip_ratio <= SSH_ROUND_TRIP_RATIO_TARGET,
+        },
+        {
+            "target": f"our single-stream throughput ≥ {SSH_THROUGHPUT_RATIO_TARGET:g} × OpenSSH's",
+            "measured": _times(rate_ratio, rate(our_rate), rate(ssh_rate)),
+            "met": None if rate_ratio is None else rate_ratio >= SSH_THROUGHPUT_RATIO_TARGET,
+        },
     ]
 
 
 def cpu_comparison(paths: dict[str, dict]) -> str:
+    """CPU per GB of every row beside ours (both daemons, or sshd and ssh)."""
     ours = lookup(paths.get("ours", {}), "single", "daemon_cpu_s_per_gb")
-    theirs = lookup(paths.get("upstream", {}), "single", "daemon_cpu_s_per_gb")
-    if not ours or not theirs:
+    others = [
+        (result["label"], lookup(result, "single", "daemon_cpu_s_per_gb"))
+        for key, result in paths.items()
+        if key != "ours"
+    ]
+    compared = [f"{label} {cpu:.2f} s ({cpu / ours:.2f} × ours)" for label, cpu in others if cpu]
+    if not ours or not compared:
         return ""
     return (
-        f"Daemon CPU (both processes, user + system) per GB through one stream: ours {ours:.2f} s, "
-        f"upstream {theirs:.2f} s: upstream needs {theirs / ours:.2f} × ours. This varies far less "
-        "than MB/s with other load on the machine."
+        f"CPU (user + system of both ends: the two daemons, or sshd and ssh) per GB through one "
+        f"stream: ours {ours:.2f} s; {'; '.join(compared)}. This varies far less than MB/s with "
+        "other load on the machine."
     )
 
 
 def targets_table(rows: list[dict]) -> str:
+    """The issue's targets: what was measured, and whether each was met."""
+    verdicts = {True: "met", False: "NOT met", None: "not measured"}
     lines = ["| target | measured | |", "|---|---|---|"]
-    lines += [f"| {row['target']} | {row['measured']} | {_verdict(row['met'])} |" for row in rows]
+    lines += [f"| {row['target']} | {row['measured']} | {verdicts[row['met']]} |" for row in rows]
     return "\n".join(lines)
 
 
@@ -179,8 +244,9 @@ def _phase_heading(paths: dict[str, dict], phase: str) -> str:
 
 def workload(config: dict) -> str:
     return (
-        f"Round trips: {config['message_size']} B x {config['round_trips']} "
-        f"(at most {config['echo_budget']:g} s); 1 stream: {config['bulk_bytes'] / MB:g} MB, "
+        f"Round trips: {config['message_size']} B x {config['round_trips']} in {config['transfers']} "
+        f"block(s) taking turns between paths (at most {config['echo_budget']:g} s); "
+        f"1 stream: {config['bulk_bytes'] / MB:g} MB, "
         f"median of {config['transfers']}; {config['streams']} streams: "
         f"{config['streams']} x {config['stream_bytes'] / MB:g} MB; setup: median of "
         f"{config['setup_runs']} pairs. MB = 10^6 bytes; every transfer is SHA-256 checked."
@@ -199,18 +265,18 @@ def notes(paths: dict[str, dict], config: dict) -> list[str]:
             lines.append(f"- {label}: {printed} stdout lines from both daemons per 1-stream transfer")
         cpu = lookup(result, "round_trip", "daemon_cpu_s_per_round_trip")
         if cpu is not None:
-            lines.append(f"- {label}: both daemons used {cpu * 1e6:.0f} µs CPU per round trip")
+            lines.append(f"- {label}: both ends used {cpu * 1e6:.0f} µs CPU per round trip")
         if result.get("path"):
             lines.append(f"- {label}: Dilation path {result['path']}")
     return lines
 
 
-def render(results: dict, command: str) -> str:
+def render_forwarding(results: dict, command: str) -> str:
     config, paths, facts = results["config"], results["paths"], results["machine"]
     out = [
         f"Command: `{command}`",
         "",
-        "Machine: " + ", ".join(f"{key} {value}" for key, value in facts.items()),
+        machine(facts),
         "",
         workload(config),
         "",
@@ -229,3 +295,168 @@ def render(results: dict, command: str) -> str:
         if table:
             out += ["", _phase_heading(paths, phase), "", table, "", *hot_functions(paths, phase)]
     return "\n".join(out)
+
+
+# --- daemon footprint ---------------------------------------------------------------------------
+
+MB_PER_SESSION_TARGET = 0.5
+IDLE_CPU_LIMIT = 1.0  # percent of one core: more than this while idle would mean a busy loop
+FIRST_BYTE_TARGET = 0.3  # seconds from Invite to the first byte echoed, median
+ROLES = {"A": "A (invites, offers echo)", "B": "B (accepts, listens)"}
+STEPS = (
+    ("code", "code allocated"),
+    ("accepted", "accepted"),
+    ("peer_connected", "peer connected"),
+    ("listening", "listening"),
+    ("first_byte", "first byte"),
+)
+
+
+def megabytes(kb: float | None) -> str:
+    return "-" if kb is None else f"{kb * KB / MB:.1f} MB"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1e3:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def per_session_kb(levels: list[dict], level: dict, role: str) -> float | None:
+    """Resident memory added per session since the first level with sessions."""
+    base = next((lv for lv in levels if lv["sessions"] > 0), None)
+    if base is None or level["sessions"] <= base["sessions"]:
+        return None
+    added = level[role]["sample"]["rss_kb"] - base[role]["sample"]["rss_kb"]
+    return added / (level["sessions"] - base["sessions"])
+
+
+def footprint_table(footprint: dict) -> str:
+    levels = footprint.get("levels", [])
+    rows = [
+        "| sessions | daemon | RSS | per added session | idle CPU (one core) | wakeups/s | fds | threads "
+        "| D-Bus signals in window |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    labelled = [(str(lv["sessions"]), lv) for lv in levels]
+    if "after_close" in footprint:
+        labelled.append(("0, after closing all", footprint["after_close"]))
+    for label, level in labelled:
+        for role, name in ROLES.items():
+            data = level[role]
+            extra = per_session_kb(levels, level, role) if level in levels else None
+            rows.append(
+                "| "
+                + " | ".join(
+                    [
+                        label,
+                        name,
+                        megabytes(data["sample"]["rss_kb"]),
+                        "-" if extra is None else f"{extra * KB / MB:.3f} MB",
+                        f"{data['idle']['cpu_percent']:.2f} %",
+                        f"{data['idle']['wakeups_per_s']:.1f}",
+                        str(data["sample"]["fds"]),
+                        str(data["sample"]["threads"]),
+                        str(data["signals"]),
+                    ]
+                )
+                + " |"
+            )
+    return "\n".join(rows)
+
+
+def latency_table(latencies: dict[str, dict]) -> str:
+    header = " | ".join(name for _, name in STEPS)
+    rows = [
+        f"| daemons | runs | {header} | first byte min | first byte max |",
+        "|---|---|" + "---|" * len(STEPS) + "---|---|",
+    ]
+    for result in latencies.values():
+        if not result.get("runs"):
+            continue
+        label = result["label"]
+        medians = [seconds(result["median"].get(step)) for step, _ in STEPS]
+        firsts = [run["first_byte"] for run in result["runs"]]
+        cells = [label, str(len(result["runs"])), *medians, seconds(min(firsts)), seconds(max(firsts))]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def daemon_routes(results: dict) -> str:
+    """How the measured sessions reached their peers, e.g. "direct 225"."""
+    total: dict[str, int] = {}
+    for part in [results["footprint"], *results["latency"].values()]:
+        for route, count in part.get("routes", {}).items():
+            total[route] = total.get(route, 0) + count
+    return ", ".join(f"{route} {count}" for route, count in sorted(total.items())) or "-"
+
+
+def daemon_targets(results: dict) -> list[dict]:
+    """The issue's targets, each with what was measured and whether it was met."""
+    levels = results["footprint"].get("levels", [])
+    top = levels[-1] if levels and levels[-1]["sessions"] > 1 else None
+    found = []
+    if top is not None:
+        extra = per_session_kb(levels, top, "A")
+        found.append(
+            {
+                "target": f"≤ {MB_PER_SESSION_TARGET} MB per session (fowld A, {top['sessions']} sessions)",
+                "measured": "-" if extra is None else f"{extra * KB / MB:.3f} MB",
+                "met": None if extra is None else extra * KB / MB <= MB_PER_SESSION_TARGET,
+            }
+        )
+        cpu = max(top[role]["idle"]["cpu_percent"] for role in ROLES)
+        found.append(
+            {
+                "target": f"no busy loop: idle CPU ≤ {IDLE_CPU_LIMIT:g} % of one core "
+                f"({top['sessions']} sessions, either daemon)",
+                "measured": f"{cpu:.2f} %",
+                "met": cpu <= IDLE_CPU_LIMIT,
+            }
+        )
+    fresh = results["latency"].get("fresh", {})
+    median = fresh.get("median", {}).get("first_byte")
+    found.append(
+        {
+            "target": f"invite → first byte ≤ {FIRST_BYTE_TARGET} s (median, daemons running)",
+            "measured": seconds(median),
+            "met": None if median is None else median <= FIRST_BYTE_TARGET,
+        }
+    )
+    return found
+
+
+def render_daemon(results: dict, command: str) -> str:
+    facts = results["machine"]
+    config = results["config"]
+    parts = [
+        "## Daemon footprint",
+        "",
+        f"Command: `{command}`",
+        "",
+        machine(facts),
+        "",
+        f"### Idle sessions (idle window {config['idle_window']:g} s after {config['settle']:g} s settling"
+        + (
+            ""
+            if config.get("ping_interval") is None
+            else f"; fowld --ping-interval {config['ping_interval']:g}"
+        )
+        + ")",
+        "",
+        footprint_table(results["footprint"]),
+        "",
+        "### Invite → first forwarded byte (medians, from calling Invite on A)",
+        "",
+        latency_table(results["latency"]),
+        "",
+        f"Dilation path of the sessions measured: {daemon_routes(results)}.",
+        "",
+        "### Targets",
+        "",
+        targets_table(results["targets"]),
+    ]
+    errors = results.get("errors", [])
+    if errors:
+        parts += ["", "### Failures", ""] + [f"- {error}" for error in errors]
+    return "\n".join(parts)

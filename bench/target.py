@@ -1,6 +1,6 @@
 """The service behind every forward in the benchmark: an echo and a hashing sink.
 
-Run as its own process (``python bench/target.py``) so its work never competes
+Run as its own process (``python -m bench.target``) so its work never competes
 with the measuring process for the GIL; it prints its TCP port on stdout and
 serves on loopback until terminated.
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from target import DIGEST_SIZE, ECHO, SINK, SINK_LENGTH, recv_exactly
+from bench.target import DIGEST_SIZE, ECHO, SINK, SINK_LENGTH, recv_exactly
+from harness import servers
 
 IO_TIMEOUT = 30.0  # seconds any one send or receive may block
 _BLOCK = 1 << 20  # payloads repeat one random block, so 200 MB need not sit in memory
@@ -25,6 +28,17 @@ Address = tuple[str, int]
 
 class TransferError(RuntimeError):
     """Data went missing or arrived damaged."""
+
+
+def start_target(group: servers.ProcessGroup) -> int:
+    """Start bench/target.py (echo and sink) as a process of its own; its TCP port on loopback."""
+    target = group.spawn(
+        [sys.executable, "-m", "bench.target"], stdout=subprocess.PIPE, cwd=servers.REPO_ROOT
+    )
+    try:
+        return int(servers.read_line(target.stdout, servers.START_TIMEOUT))
+    except (TimeoutError, EOFError, ValueError) as e:
+        raise servers.ServerError(f"the target did not start: {e}\n{group.describe(target)}") from None
 
 
 def connect(address: Address) -> socket.socket:

@@ -7,7 +7,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.task import react
+from twisted.python.failure import Failure
 
 from fowlctl import commands, pairings
 from fowlctl.errors import CtlError, ExitCode
@@ -249,29 +251,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_async(command: Callable[[commands.Context], object], ctx: commands.Context) -> int:
-    """Run one async command on the reactor; Ctrl-C cancels it (commands decide what that means)."""
-    reactor = ctx.reactor
-    outcome: list = []
+def run_async(command: Callable[[commands.Context], object], ctx: commands.Context) -> None:
+    """Run one async command on the reactor and exit with its code.
 
-    def start() -> None:
+    SIGINT and SIGTERM cancel the command where it waits (each command decides what
+    that means: ``watch`` ends quietly with 0, a wait for a peer says the session keeps
+    running); they never stop the reactor under it.
+    """
+
+    async def main(reactor) -> None:
         d = ensureDeferred(command(ctx))
-        # Ctrl-C cancels the command where it waits, instead of stopping the reactor under it.
-        signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(d.cancel))
-        d.addBoth(finish)
 
-    def finish(result) -> None:
-        outcome.append(result)
-        reactor.stop()
+        def cancel(signum: int, frame: object) -> None:
+            reactor.callFromThread(d.cancel)
 
-    reactor.callWhenRunning(start)
-    reactor.run()
-    if not outcome:  # stopped by a signal other than SIGINT
-        return ExitCode.INTERRUPTED
-    result = outcome[0]
-    if isinstance(result, int):
-        return int(result)
-    return _report_failure(result, ctx.out)
+        def take_signals() -> None:  # once running: the reactor installs its own handlers first
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, cancel)
+
+        reactor.callWhenRunning(take_signals)
+        try:
+            result = await d
+        except BaseException:
+            raise SystemExit(_report_failure(Failure(), ctx.out)) from None
+        raise SystemExit(int(result))
+
+    def start(reactor):
+        return Deferred.fromCoroutine(main(reactor))
+
+    react(start, _reactor=ctx.reactor)
 
 
 def _report_failure(failure, out: Output) -> int:
@@ -301,4 +309,4 @@ def main(argv: Sequence[str] | None = None, reactor=None) -> None:
         sys.exit(commands.check(args, out))
     if reactor is None:
         from twisted.internet import reactor
-    sys.exit(run_async(HANDLERS[args.command], commands.Context(args, out, reactor)))
+    run_async(HANDLERS[args.command], commands.Context(args, out, reactor))

@@ -29,6 +29,8 @@ from fowld.engine.config import (
     DEFAULT_TRANSIT_RELAY,
 )
 
+# Commands that set up the service rather than run it (fowld/install.py).
+SETUP_COMMANDS = ("install", "uninstall")
 # Options that describe the single session of --stdio; in the daemon each profile says.
 _STDIO_ONLY = ("mailbox", "transit_relay", "embedded_mailbox")
 MAX_PEER_LOST_TIMEOUT = 86400.0
@@ -39,6 +41,9 @@ examples:
   fowld --stdio                           one session, JSON lines on stdin/stdout
   fowld --stdio --mailbox ws://127.0.0.1:4000/v1 --transit-relay tcp:127.0.0.1:4001
   fowld --stdio --embedded-mailbox tcp:4000   serve a mailbox in-process (offline/LAN)
+  fowld install                           set up this fowld as your systemd user service
+  fowld install --dry-run                 show what `fowld install` would write
+  fowld uninstall                         stop it and remove what `fowld install` wrote
 
 stdio input (one JSON object per line):
   {"kind": "allocate-code"}                 or {"kind": "set-code", "code": "7-foo-bar"}
@@ -99,8 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["daemon"],
-        help="run the D-Bus service (the default without --stdio; what the systemd unit runs)",
+        choices=["daemon", *SETUP_COMMANDS],
+        help="daemon: run the D-Bus service (the default without --stdio; what the systemd unit runs); "
+        "install: write the systemd user unit (ExecStart= this fowld) and the D-Bus activation file, "
+        "then reload your user manager; uninstall: stop the service and remove those files",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="install, uninstall: say what would change, change nothing"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="install: replace unit files that `fowld install` did not write"
     )
     parser.add_argument(
         "--profiles",
@@ -139,6 +152,16 @@ def raise_file_limit() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command in SETUP_COMMANDS:
+        if args.stdio:
+            build_parser().error(f"{args.command} takes no --stdio")
+        if args.force and args.command != "install":
+            build_parser().error("--force goes with install")
+        from fowld import install
+
+        sys.exit(install.main(args))
+    if args.dry_run or args.force:
+        build_parser().error("--dry-run and --force go with install and uninstall")
     start_logging(args.verbose)
     raise_file_limit()
     try:

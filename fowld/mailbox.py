@@ -18,7 +18,7 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.task import react
+from twisted.internet.task import deferLater, react
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
@@ -159,6 +159,9 @@ async def start_embedded_mailbox(reactor, listen: str = DEFAULT_LISTEN) -> Embed
 
 
 async def _serve(reactor, listen: str) -> None:
+    # react() calls this before the reactor runs; announce the URL only once it does, so that
+    # its SIGTERM handler is in place for whoever reads the URL and then stops us.
+    await deferLater(reactor, 0, lambda: None)
     try:
         mailbox = await start_embedded_mailbox(reactor, listen)
     except CannotListenError as e:

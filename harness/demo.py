@@ -4,8 +4,8 @@
 fowld of their own; they meet on a mailbox server and a transit relay started
 on loopback, so nothing leaves this machine. Alice offers a small web server,
 bob asks for it on a local port, and the page fetched through bob's side must
-be the one alice serves. Every process started here is stopped by its PID at
-the end, also on failure or Ctrl-C.
+be the one alice serves. Every process is started in the harness's
+ProcessGroup and stopped by its PID at the end, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import json
 import os
 import re
 import secrets
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,13 +24,25 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-LOOPBACK = "127.0.0.1"
+from harness.fowld import spawn_fowld, write_profile
+from harness.servers import (
+    LOOPBACK,
+    ProcessGroup,
+    ServerError,
+    dbus_daemon,
+    free_port,
+    read_line,
+    start_dbus_bus,
+    start_transit_relay,
+    wait_for_port,
+)
+from harness.wait import until
+
 START_TIMEOUT = 20.0  # seconds for a server or fowld to come up
 CONNECT_TIMEOUT = 30.0  # seconds for the two fowlds to connect
-STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 _CODE_LINE = re.compile(r"^\s+(\d+(?:-[A-Za-z0-9]+)+)\s*$")
 _URL_LINE = re.compile(r"^ws://\S+/v1$")
-FOWLD = [sys.executable, "-m", "fowld"]
+FOWLCTL = [sys.executable, "-m", "fowlctl"]
 
 
 class DemoError(RuntimeError):
@@ -43,36 +53,14 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-class LineReader:
-    """Reads a child's output line by line, never waiting past a deadline."""
-
-    def __init__(self, stream) -> None:
-        self._fd = stream.fileno()
-        self._buffer = b""
-        self.closed = False
-
-    def readline(self, deadline: float) -> str | None:
-        """The next line, or None at end of output; DemoError when the deadline passes."""
-        while b"\n" not in self._buffer:
-            if self.closed:
-                line, self._buffer = self._buffer, b""
-                return line.decode(errors="replace") if line else None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DemoError("timed out waiting for output")
-            ready, _, _ = select.select([self._fd], [], [], remaining)
-            if ready:
-                chunk = os.read(self._fd, 4096)
-                self._buffer += chunk
-                self.closed = not chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode(errors="replace")
+def next_line(process: subprocess.Popen, deadline: float) -> str | None:
+    """The next line ``process`` printed (without its newline), or None at the end of its output."""
+    try:
+        return read_line(process.stdout, max(deadline - time.monotonic(), 0.0)).decode(errors="replace")[:-1]
+    except EOFError:
+        return None
+    except TimeoutError:
+        raise DemoError("timed out waiting for output") from None
 
 
 @dataclass
@@ -82,80 +70,39 @@ class Computer:
     name: str
     home: Path
     env: dict
-    bus: str = ""
+    fowld: subprocess.Popen | None = None
 
 
 class Demo:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.group = ProcessGroup(workdir / "logs")
+        self.computers: list[Computer] = []
 
     # --- processes -------------------------------------------------------------------------
 
-    def spawn(
-        self, name: str, argv: list[str], env: dict | None = None, capture: bool = False
-    ) -> subprocess.Popen:
-        """Start a process whose stderr (and stdout, unless captured) goes to ``workdir/NAME.log``."""
-        with open(self.workdir / f"{name}.log", "wb") as log:
-            process = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if capture else log,
-                stderr=log,
-            )
-        self.processes.append((name, process))
-        return process
-
-    def stop_all(self) -> None:
-        """Stop every process, newest first, by its PID."""
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(STOP_TIMEOUT)
-            if process.stdout is not None:
-                process.stdout.close()
-        self.processes.clear()
-
-    def log_tail(self, name: str, lines: int = 15) -> str:
-        path = self.workdir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
     def first_line(self, name: str, process: subprocess.Popen, pattern: re.Pattern) -> str:
         deadline = time.monotonic() + START_TIMEOUT
-        reader = LineReader(process.stdout)
-        while (line := reader.readline(deadline)) is not None:
+        for _ in range(1000):  # a server prints a few lines before the one we want
+            line = next_line(process, deadline)
+            if line is None:
+                break
             if pattern.match(line.strip()):
                 return line.strip()
-        raise DemoError(f"{name} exited (code {process.wait()}) before it was ready:\n{self.log_tail(name)}")
+        raise DemoError(
+            f"{name} exited (code {process.wait()}) before it was ready:\n{self.log_tail(process)}"
+        )
 
-    def wait_for_port(self, name: str, process: subprocess.Popen, port: int) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise DemoError(f"{name} exited with code {process.returncode}:\n{self.log_tail(name)}")
-            try:
-                with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise DemoError(f"{name} did not listen on port {port} within {START_TIMEOUT:g} s")
+    def log_tail(self, process: subprocess.Popen, lines: int = 15) -> str:
+        _, err = self.group.output(process)
+        return "\n".join(err.splitlines()[-lines:])
 
     # --- fowlctl ---------------------------------------------------------------------------
 
     def fowlctl(self, who: Computer, *args: str) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "fowlctl", *args]
-        process = subprocess.Popen(
-            argv, env=who.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        return self.group.spawn(
+            [*FOWLCTL, *args], env=who.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, name="fowlctl"
         )
-        self.processes.append((f"fowlctl-{args[0]}", process))
-        return process
 
     def show(self, who: Computer, *args: str, timeout: float = CONNECT_TIMEOUT) -> str:
         """Run fowlctl as ``who``, echoing the command and its output; fail unless it exits 0."""
@@ -166,47 +113,44 @@ class Demo:
             raise DemoError(f"fowlctl {args[0]} failed (exit code {process.returncode})")
         return output
 
-    def quietly(self, who: Computer, *args: str) -> dict:
-        """Run ``fowlctl --json ARGS`` as ``who`` and return what it printed."""
+    def quietly(self, who: Computer, *args: str, check: bool = True) -> dict | None:
+        """Run ``fowlctl --json ARGS`` as ``who`` and return what it printed (None if it failed)."""
         result = subprocess.run(
-            [sys.executable, "-m", "fowlctl", "--json", *args],
+            [*FOWLCTL, "--json", *args],
             env=who.env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=START_TIMEOUT,
         )
-        if result.returncode != 0:
+        if result.returncode != 0 and check:
             raise DemoError(f"fowlctl {args[0]} failed: {result.stderr.strip()}")
-        return json.loads(result.stdout)
+        return json.loads(result.stdout) if result.returncode == 0 else None
 
     @staticmethod
-    def echo_until_exit(process: subprocess.Popen, deadline: float, reader: LineReader | None = None) -> str:
-        reader = reader or LineReader(process.stdout)
+    def echo_until_exit(process: subprocess.Popen, deadline: float) -> str:
         lines = []
-        while (line := reader.readline(deadline)) is not None:
+        for _ in range(10_000):  # bounded: fowlctl prints a screenful at most
+            line = next_line(process, deadline)
+            if line is None:
+                break
             say(f"    | {line}")
             lines.append(line)
         process.wait(max(0.1, deadline - time.monotonic()))
         return "\n".join(lines)
 
-    def wait_for_fowld(self, who: Computer, process: subprocess.Popen) -> None:
+    def wait_for_fowld(self, who: Computer) -> None:
         """Return once ``who``'s fowld answers on its bus."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise DemoError(f"fowld of {who.name} exited:\n{self.log_tail(f'fowld-{who.name}')}")
-            check = subprocess.run(
-                [sys.executable, "-m", "fowlctl", "profiles"],
-                env=who.env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=START_TIMEOUT,
+        try:
+            until(
+                lambda: self.quietly(who, "profiles", check=False) is not None,
+                f"fowld of {who.name} on its bus",
+                START_TIMEOUT,
+                0.1,
+                process=who.fowld,
             )
-            if check.returncode == 0:
-                return
-            time.sleep(0.1)
-        raise DemoError(f"fowld of {who.name} did not come up within {START_TIMEOUT:g} s")
+        except TimeoutError as e:
+            raise DemoError(f"{e}\n{self.log_tail(who.fowld)}") from None
 
     # --- the story ---------------------------------------------------------------------------
 
@@ -214,60 +158,43 @@ class Demo:
         say('fowld demo: two computers, "alice" and "bob", simulated on this one; nothing leaves loopback.')
         say()
         say("[1/6] Starting a mailbox server, where the two fowlds meet, and a transit relay")
-        mailbox = self.spawn(
-            "mailbox",
+        mailbox = self.group.spawn(
             [sys.executable, "-m", "fowld.mailbox", "--listen", f"tcp:0:interface={LOOPBACK}"],
-            capture=True,
-        )
-        relay_port = free_port()
-        relay = self.spawn(
-            "relay",
-            [
-                sys.executable,
-                "-m",
-                "twisted",
-                "transitrelay",
-                f"--port=tcp:{relay_port}:interface={LOOPBACK}",
-            ],
+            stdout=subprocess.PIPE,
+            name="mailbox",
         )
         page = f"<h1>Hello from alice</h1>\n<p>token {secrets.token_hex(8)}</p>\n".encode()
         site = self.workdir / "site"
         site.mkdir()
         (site / "index.html").write_bytes(page)
         http_port = free_port()
-        http = self.spawn(
-            "web-server",
-            [
-                sys.executable,
-                "-m",
-                "http.server",
-                str(http_port),
-                "--bind",
-                LOOPBACK,
-                "--directory",
-                str(site),
-            ],
+        http = self.group.spawn(
+            [sys.executable, "-m", "http.server", str(http_port), "--bind", LOOPBACK, "--directory", site],
+            name="web-server",
         )
         alice, bob = self.computer("alice"), self.computer("bob")
-        buses = {c.name: self.spawn_bus(c) for c in (alice, bob)}
+        if dbus_daemon() is None:
+            raise DemoError(
+                "dbus-daemon is not installed (run `make setup`, or install the Debian package dbus)"
+            )
+        buses = {c.name: start_dbus_bus(self.group, c.home, START_TIMEOUT) for c in (alice, bob)}
 
         mailbox_url = self.first_line("mailbox", mailbox, _URL_LINE)
-        self.wait_for_port("relay", relay, relay_port)
-        relay_hint = f"tcp:{LOOPBACK}:{relay_port}"
+        relay_hint = start_transit_relay(self.group, START_TIMEOUT).hint
         say(f"      mailbox {mailbox_url}, relay {relay_hint}")
-        self.wait_for_port("web-server", http, http_port)
+        wait_for_port(LOOPBACK, http_port, START_TIMEOUT, http)
         say(f"[2/6] Alice runs a web server at http://{LOOPBACK}:{http_port}/ (only she can reach it)")
 
         say("[3/6] Each computer gets its own session bus, profile and fowld")
         common = f"mailbox: {mailbox_url}\ntransit-relay: {relay_hint}\nrestart: never\n"
-        self.write_profile(
-            alice,
+        write_profile(
+            alice.home / "config/fowl/profiles",
             "share-web",
             f"description: Show my web page to bob\n{common}"
             f"services:\n  - name: web\n    connect: tcp:{LOOPBACK}:{http_port}\n",
         )
-        self.write_profile(
-            bob,
+        write_profile(
+            bob.home / "config/fowl/profiles",
             "see-web",
             f"description: See alice's web page\n{common}"
             f"clients:\n  - name: web\n    listen: tcp:0:interface={LOOPBACK}\n",
@@ -276,23 +203,22 @@ class Demo:
         say("      bob:   profile see-web wants web, on any free local port")
         say(f"      both run `fowld --direct-address {LOOPBACK}`: they connect directly over loopback")
         say("      (the relay stands by for peers that cannot reach each other directly)")
-        daemons = {}
         for c in (alice, bob):
-            c.bus = self.first_line(f"dbus-{c.name}", buses[c.name], re.compile(r"^unix:"))
-            c.env["DBUS_SESSION_BUS_ADDRESS"] = c.bus
-            daemons[c.name] = self.spawn(f"fowld-{c.name}", FOWLD + ["--direct-address", LOOPBACK], env=c.env)
+            c.env["DBUS_SESSION_BUS_ADDRESS"] = buses[c.name].address
+            c.fowld = spawn_fowld(self.group, "--direct-address", LOOPBACK, env=c.env, name=f"fowld-{c.name}")
         for c in (alice, bob):
-            self.wait_for_fowld(c, daemons[c.name])
+            self.wait_for_fowld(c)
 
         say("[4/6] Alice invites; she reads the code to bob, who accepts it")
         say(f"  {alice.name}$ fowlctl invite share-web --timeout {CONNECT_TIMEOUT:g}")
         invite = self.fowlctl(alice, "invite", "share-web", "--timeout", f"{CONNECT_TIMEOUT:g}")
-        invite_out = LineReader(invite.stdout)
         deadline = time.monotonic() + CONNECT_TIMEOUT
         code, line = None, ""
         # Show everything up to "Waiting for the peer...", picking the code out on the way.
-        while code is None or not line.startswith("Waiting for the peer"):
-            line = invite_out.readline(deadline)
+        for _ in range(1000):
+            if code is not None and line.startswith("Waiting for the peer"):
+                break
+            line = next_line(invite, deadline)
             if line is None:
                 raise DemoError(f"fowlctl invite exited (code {invite.wait()}) before the peer could join")
             say(f"    | {line}")
@@ -300,7 +226,7 @@ class Demo:
                 code = m.group(1)
         self.show(bob, "accept", "see-web", code, "--timeout", f"{CONNECT_TIMEOUT:g}")
         say("  (alice's fowlctl invite, continued)")
-        self.echo_until_exit(invite, deadline, invite_out)
+        self.echo_until_exit(invite, deadline)
         if invite.returncode != 0:
             raise DemoError(f"fowlctl invite failed (exit code {invite.returncode})")
 
@@ -326,30 +252,8 @@ class Demo:
         (home / "config").mkdir(parents=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_", "LISTEN_"))}
         env["XDG_CONFIG_HOME"] = str(home / "config")
-        return Computer(name, home, env)
-
-    def spawn_bus(self, who: Computer) -> subprocess.Popen:
-        dbus_daemon = shutil.which("dbus-daemon")
-        if dbus_daemon is None:
-            raise DemoError(
-                "dbus-daemon is not installed (run `make setup`, or install the Debian package dbus)"
-            )
-        argv = [
-            dbus_daemon,
-            "--session",
-            "--nofork",
-            "--print-address=1",
-            f"--address=unix:path={who.home / 'bus'}",
-        ]
-        return self.spawn(f"dbus-{who.name}", argv, capture=True)
-
-    @staticmethod
-    def write_profile(who: Computer, name: str, text: str) -> None:
-        directory = Path(who.env["XDG_CONFIG_HOME"]) / "fowl" / "profiles"
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.yaml"
-        path.write_text(text)
-        path.chmod(0o600)
+        self.computers.append(Computer(name, home, env))
+        return self.computers[-1]
 
 
 def _terminate(signum, frame) -> None:
@@ -367,14 +271,14 @@ def main() -> int:
     except KeyboardInterrupt:
         say("\nInterrupted; stopping everything.")
         return 130
-    except (DemoError, OSError, subprocess.SubprocessError, ValueError) as e:
+    except (DemoError, ServerError, OSError, subprocess.SubprocessError, ValueError) as e:
         say(f"\nThe demo failed: {e}")
-        for name in ("fowld-alice", "fowld-bob"):
-            if tail := demo.log_tail(name):
-                say(f"--- end of {name}'s log ---\n{tail}")
+        for c in demo.computers:
+            if c.fowld is not None and (tail := demo.log_tail(c.fowld)):
+                say(f"--- end of fowld-{c.name}'s log ---\n{tail}")
         return 1
     finally:
-        demo.stop_all()
+        demo.group.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
     say(f"\nDone in {time.monotonic() - started:.1f} s: every process the demo started has been stopped.")
     return 0

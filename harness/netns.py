@@ -26,14 +26,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from harness.servers import ProcessGroup, venv_script
+from harness import fowld
+from harness.servers import ProcessGroup, mailbox_argv, relay_argv
+from harness.wait import until
 
 PREFIX = "fowlt"
 SUBNET = "10.231.0"
@@ -140,13 +141,13 @@ class Side:
         return bool(listed.strip())
 
     def wait_listening(self, port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.listening(port):
-            if process is not None and process.poll() is not None:
-                raise NetnsError(f"process {process.pid} exited ({process.returncode}) before listening")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on port {port} in {self.namespace} after {timeout}s")
-            time.sleep(0.1)
+        until(
+            lambda: self.listening(port),
+            f"a listener on port {port} in {self.namespace}",
+            timeout,
+            0.1,
+            process,
+        )
 
 
 @dataclass
@@ -204,98 +205,12 @@ class Topology:
         return f"tcp:{HUB_ADDRESS}:{RELAY_PORT}"
 
 
-class JsonLines:
-    """Collects the JSON lines a process writes, with arrival times, on a thread."""
-
-    def __init__(self, stream: IO[bytes], label: str):
-        self.label = label
-        self._stream = stream
-        self._lines: list[tuple[float, dict]] = []
-        self._changed = threading.Condition()
-        self._ended = False
-        self._thread = threading.Thread(target=self._read, name=f"lines-{label}", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        for raw in iter(self._stream.readline, b""):
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                message = {"kind": "(not json)", "text": raw.decode(errors="replace")}
-            if not isinstance(message, dict):
-                message = {"kind": "(not an object)", "value": message}
-            with self._changed:
-                self._lines.append((time.monotonic(), message))
-                self._changed.notify_all()
-        with self._changed:
-            self._ended = True
-            self._changed.notify_all()
-
-    def __len__(self) -> int:
-        with self._changed:
-            return len(self._lines)
-
-    def since(self, index: int = 0) -> list[tuple[float, dict]]:
-        with self._changed:
-            return list(self._lines[index:])
-
-    def wait_for(
-        self, predicate: Callable[[dict], bool], timeout: float, after: int = 0
-    ) -> tuple[int, float, dict]:
-        """The first line from index ``after`` on that matches: (index, arrival time, message)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for index in range(after, len(self._lines)):
-                    arrived, message = self._lines[index]
-                    if predicate(message):
-                        return index, arrived, message
-                after = len(self._lines)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._ended:
-                    tail = [m for _, m in self._lines[-8:]]
-                    state = "output ended" if self._ended else f"nothing within {timeout:.0f}s"
-                    raise AssertionError(f"{self.label}: {state}; last lines: {tail}")
-                self._changed.wait(remaining)
-
-
-def matching(kind: str, **fields: Any) -> Callable[[dict], bool]:
-    return lambda m: m.get("kind") == kind and all(m.get(k) == v for k, v in fields.items())
-
-
-class Peer:
-    """``fowld --stdio`` running in one side's namespace."""
-
-    def __init__(self, name: str, side: Side, process: subprocess.Popen):
-        self.name = name
-        self.side = side
-        self.process = process
-        self.lines = JsonLines(process.stdout, name)
-
-    def send(self, kind: str, **fields: Any) -> None:
-        self.process.stdin.write(json.dumps({"kind": kind, **fields}).encode() + b"\n")
-        self.process.stdin.flush()
-
-    def wait(self, kind: str, timeout: float, after: int = 0, **fields: Any) -> tuple[int, float, dict]:
-        return self.lines.wait_for(matching(kind, **fields), timeout, after)
-
-    def statuses(self, after: int = 0) -> list[tuple[float, dict]]:
-        return [(t, m) for t, m in self.lines.since(after) if m.get("kind") == "status"]
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise NetnsError(f"no VmRSS for {self.process.pid}")
-
-
 def fowld_argv(topology: Topology, ping_interval: float | None, *extra: str) -> list[str]:
     """``fowld --stdio`` using the hub's servers; ``ping_interval`` None keeps the default."""
-    argv = [sys.executable, "-m", "fowld", "--stdio", "--mailbox", topology.mailbox_url]
-    argv += ["--transit-relay", topology.relay_hint, *extra]
+    options = ["--stdio", "--mailbox", topology.mailbox_url, "--transit-relay", topology.relay_hint, *extra]
     if ping_interval is not None:
-        argv += ["--ping-interval", str(ping_interval)]
-    return argv
+        options += ["--ping-interval", str(ping_interval)]
+    return fowld.fowld_argv(*options)
 
 
 def peer_environment() -> dict[str, str]:
@@ -385,20 +300,14 @@ class Hub:
 
 def start_mailbox(processes: ProcessGroup, hub: Side) -> subprocess.Popen:
     """A mailbox server in the hub namespace, listening once this returns."""
-    argv = [
-        venv_script("twist"),
-        "wormhole-mailbox",
-        f"--port=tcp:{MAILBOX_PORT}:interface={HUB_ADDRESS}",
-        "--channel-db=:memory:",
-    ]
-    process = processes.spawn(hub.exec(argv), name="mailbox")
+    process = processes.spawn(hub.exec(mailbox_argv(HUB_ADDRESS, MAILBOX_PORT)), name="mailbox")
     hub.wait_listening(MAILBOX_PORT, SETUP_STEP, process)
     return process
 
 
 def start_hub(topology: Topology, processes: ProcessGroup) -> Hub:
     """The hub with a mailbox server and a transit relay running."""
-    relay = [venv_script("twist"), "transitrelay", f"--port=tcp:{RELAY_PORT}:interface={HUB_ADDRESS}"]
+    relay = relay_argv(HUB_ADDRESS, RELAY_PORT)
     relay_process = processes.spawn(topology.hub.exec(relay), name="relay")
     mailbox = start_mailbox(processes, topology.hub)
     topology.hub.wait_listening(RELAY_PORT, SETUP_STEP, relay_process)

@@ -1,9 +1,12 @@
 """Stdio daemons as real processes, and checked traffic through them.
 
-``StdioPeer`` drives one JSON-lines daemon, ours (``fowld --stdio``) or
-upstream fowl's ``fowld``: it sends commands, waits (bounded) for output lines
-matching a predicate and keeps every line. ``HashServer`` and ``exchange``
-move data through a forwarded service and check it by SHA-256 both ways.
+``JsonLines`` collects the JSON lines a process prints, with arrival times,
+on a thread of its own (a full pipe would stall the process: upstream prints
+a line per chunk). ``StdioPeer`` drives one JSON-lines daemon, ours
+(``fowld --stdio``) or upstream fowl's ``fowld``: it sends commands and waits
+(bounded) for output lines matching a predicate. ``HashServer`` and
+``exchange`` move data through a forwarded service and check it by SHA-256
+both ways.
 """
 
 from __future__ import annotations
@@ -13,18 +16,18 @@ import hashlib
 import json
 import os
 import random
-import select
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO, NamedTuple
 
+from harness.fowld import fowld_argv
 from harness.servers import LOOPBACK, ProcessGroup
+from harness.wait import until
 
 STEP_TIMEOUT = 10.0  # seconds for one step (a code, a peer, a listener) on loopback
 EXIT_TIMEOUT = 10.0  # seconds for a daemon to end after stdin closes
@@ -32,16 +35,28 @@ EXIT_TIMEOUT = 10.0  # seconds for a daemon to end after stdin closes
 Predicate = Callable[[dict], bool]
 
 # Upstream hard-codes the public transit relay and offers every local address for
-# direct connections; point both at loopback so every connection stays on this host.
+# direct connections; point both at loopback so every connection stays on this host
+# (an empty relay argument: no relay at all). "relay-only" sets the Connector's own
+# no_listen, as magic-wormhole does for --no-listen: no listener and no direct hints.
 _UPSTREAM_LAUNCHER = """\
 import sys
 import wormhole.cli.public_relay as public_relay
 from wormhole._dilation.connector import Connector
-public_relay.TRANSIT_RELAY = sys.argv.pop(1)
+public_relay.TRANSIT_RELAY = sys.argv.pop(1) or None
 Connector._get_listener_addresses = lambda self: ["127.0.0.1"]
+if sys.argv.pop(1) == "relay-only":
+    start = Connector.start
+    def start_without_listening(self):
+        self._no_listen = True
+        start(self)
+    Connector.start = start_without_listening
 from fowl.cli import fowld
 sys.exit(fowld())
 """
+
+
+class PeerError(AssertionError):
+    """A daemon printed a failure, ended, or did not print what was awaited in time."""
 
 
 def kind_is(kind: str, **fields: object) -> Predicate:
@@ -49,19 +64,125 @@ def kind_is(kind: str, **fields: object) -> Predicate:
     return lambda line: line.get("kind") == kind and all(line.get(k) == v for k, v in fields.items())
 
 
-@dataclass
-class StdioPeer:
-    """One running stdio daemon; ``lines`` holds every JSON line it printed so far."""
+class Seen(NamedTuple):
+    index: int
+    at: float  # time.monotonic() when the line arrived
+    line: dict
 
-    process: subprocess.Popen
-    group: ProcessGroup
-    label: str
-    lines: list[dict] = field(default_factory=list)
-    bad_lines: list[bytes] = field(default_factory=list)  # output that is not a JSON object
-    _buffer: bytearray = field(default_factory=bytearray)
-    _eof: bool = False
 
-    # commands ----------------------------------------------------------------
+class JsonLines:
+    """Every JSON object a stream carries (``lines``, arrival times in ``times``), read on a thread."""
+
+    def __init__(self, stream: IO[bytes], label: str):
+        self.label = label
+        self.lines: list[dict] = []
+        self.times: list[float] = []
+        self.bad_lines: list[bytes] = []  # output that is not a JSON object
+        self.ended = False
+        self._changed = threading.Condition()
+        self._stream = stream
+        threading.Thread(target=self._read, name=f"lines-{label}", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for raw in iter(self._stream.readline, b""):
+                self._parse(raw.rstrip(b"\n"))
+        except (OSError, ValueError):
+            pass  # the pipe was closed under us while stopping
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
+
+    def _parse(self, raw: bytes) -> None:
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        with self._changed:
+            if isinstance(line, dict):
+                self.lines.append(line)
+                self.times.append(time.monotonic())
+            else:
+                self.bad_lines.append(raw)
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        """The index of the next line; pass it as ``since`` to ignore older lines."""
+        return len(self.lines)
+
+    def wait_seen(
+        self,
+        predicate: Predicate,
+        timeout: float = STEP_TIMEOUT,
+        since: int = 0,
+        fails: Predicate | None = None,
+    ) -> Seen:
+        """The first line from index ``since`` on that matches, with its index and arrival time.
+
+        Raises PeerError after ``timeout``, when the output ends, or when a line
+        matching ``fails`` comes first.
+        """
+        deadline = time.monotonic() + timeout
+        checked = since
+        with self._changed:
+            while True:  # bounded: every turn waits on the condition until the deadline
+                for index in range(checked, len(self.lines)):
+                    line = self.lines[index]
+                    if predicate(line):
+                        return Seen(index, self.times[index], line)
+                    if fails is not None and fails(line):
+                        raise PeerError(f"{self.label} reported {json.dumps(line)}\n{self.describe()}")
+                checked = max(checked, len(self.lines))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.ended:
+                    why = "output ended" if self.ended else f"no matching line within {timeout:g}s"
+                    raise PeerError(f"{self.label}: {why}\n{self.describe()}")
+                self._changed.wait(remaining)
+
+    def wait_for(
+        self,
+        predicate: Predicate,
+        timeout: float = STEP_TIMEOUT,
+        since: int = 0,
+        fails: Predicate | None = None,
+    ) -> dict:
+        """The first line from index ``since`` on that matches (see ``wait_seen``)."""
+        return self.wait_seen(predicate, timeout, since, fails).line
+
+    def wait_kind(self, kind: str, timeout: float = STEP_TIMEOUT, since: int = 0, **fields: object) -> dict:
+        return self.wait_for(kind_is(kind, **fields), timeout, since)
+
+    def find(self, kind: str, since: int = 0, **fields: object) -> list[dict]:
+        """Every line so far (from ``since``) of ``kind`` with these field values."""
+        return [line for line in self.lines[since:] if kind_is(kind, **fields)(line)]
+
+    def timed(self, since: int = 0, kind: str | None = None) -> list[tuple[float, dict]]:
+        """(arrival time, line) of every line so far from ``since`` (of ``kind``, if given)."""
+        with self._changed:
+            pairs = list(zip(self.times[since:], self.lines[since:], strict=True))
+        return [(t, line) for t, line in pairs if kind is None or line.get("kind") == kind]
+
+    def drain(self, seconds: float) -> None:
+        """Collect output for ``seconds`` (to see that something does *not* happen)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.ended, seconds)
+
+    def describe(self) -> str:
+        shown = "\n".join(json.dumps(line) for line in self.lines[-40:])
+        return f"last lines of {self.label}:\n{shown}"
+
+
+class StdioPeer(JsonLines):
+    """One running stdio daemon: commands to its stdin, its output lines as ``JsonLines``."""
+
+    def __init__(self, process: subprocess.Popen, group: ProcessGroup, label: str):
+        self.process = process
+        self.group = group
+        super().__init__(process.stdout, label)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def send(self, kind: str, **fields: object) -> None:
         line = json.dumps({"kind": kind, **fields}) + "\n"
@@ -71,56 +192,21 @@ class StdioPeer:
     def close_stdin(self) -> None:
         self.process.stdin.close()
 
-    # output ------------------------------------------------------------------
-
-    def mark(self) -> int:
-        """The index of the next line; pass it as ``since`` to ignore older lines."""
-        self._read(0)
-        return len(self.lines)
-
-    def wait_for(self, predicate: Predicate, timeout: float = STEP_TIMEOUT, since: int = 0) -> dict:
-        """The first line from index ``since`` on that matches; raises after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        checked = since
-        while True:
-            for line in self.lines[checked:]:
-                if predicate(line):
-                    return line
-            checked = max(checked, len(self.lines))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._eof:
-                raise AssertionError(
-                    f"{self.label}: no matching line within {timeout}s"
-                    f"{' (stdout closed)' if self._eof else ''}\n{self.describe()}"
-                )
-            self._read(remaining)
-
-    def wait_kind(self, kind: str, timeout: float = STEP_TIMEOUT, since: int = 0, **fields: object) -> dict:
-        return self.wait_for(kind_is(kind, **fields), timeout, since)
-
-    def find(self, kind: str, since: int = 0, **fields: object) -> list[dict]:
-        """Every line so far (from ``since``) of ``kind`` with these field values."""
-        self._read(0)
-        return [line for line in self.lines[since:] if kind_is(kind, **fields)(line)]
-
-    def drain(self, seconds: float) -> None:
-        """Collect output for ``seconds`` (to see that something does *not* happen)."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0 and not self._eof:
-            self._read(remaining)
-
     def wait_exit(self, timeout: float = EXIT_TIMEOUT) -> int:
         """Read the rest of the output and return the exit code; raises after ``timeout``."""
         deadline = time.monotonic() + timeout
-        while not self._eof:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{self.label}: still running after {timeout}s\n{self.describe()}")
-            self._read(remaining)
+        self.drain(timeout)
+        if not self.ended:
+            raise PeerError(f"{self.label}: still running after {timeout}s\n{self.describe()}")
         try:
             return self.process.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.label}: stdout closed but the process did not exit") from None
+            raise PeerError(f"{self.label}: stdout closed but the process did not exit") from None
+
+    def terminate(self) -> None:
+        """Ask the process to end (SIGTERM by its PID) without waiting; ``stop`` waits."""
+        if self.process.poll() is None:
+            self.process.terminate()
 
     def stop(self) -> int:
         """End the process by its PID (SIGTERM, then SIGKILL)."""
@@ -128,37 +214,7 @@ class StdioPeer:
 
     def describe(self) -> str:
         _, err = self.group.output(self.process)
-        shown = "\n".join(json.dumps(line) for line in self.lines[-40:])
-        return f"last lines:\n{shown}\nstderr:\n{err[-2000:]}"
-
-    def _read(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for output; parse every complete line."""
-        if self._eof:
-            return
-        fd = self.process.stdout.fileno()
-        readable, _, _ = select.select([fd], [], [], timeout)
-        if not readable:
-            return
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            self._eof = True
-        self._buffer += chunk
-        *complete, rest = self._buffer.split(b"\n")
-        self._buffer = bytearray(rest)
-        if self._eof and rest:
-            complete.append(bytes(rest))
-        for raw in complete:
-            self._parse(bytes(raw))
-
-    def _parse(self, raw: bytes) -> None:
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            line = None
-        if isinstance(line, dict):
-            self.lines.append(line)
-        else:
-            self.bad_lines.append(raw)
+        return f"{super().describe()}\nstderr (pid {self.pid}):\n{err[-2000:]}"
 
 
 @contextlib.contextmanager
@@ -173,7 +229,10 @@ def explained(*peers: StdioPeer) -> Iterator[None]:
         raise AssertionError(f"{e!r}\n{details}") from e
 
 
-def _spawn(group: ProcessGroup, argv: list, label: str, env: dict[str, str] | None = None) -> StdioPeer:
+def start_stdio(
+    group: ProcessGroup, argv: Sequence[str | os.PathLike], label: str, env: dict[str, str] | None = None
+) -> StdioPeer:
+    """Any JSON-lines daemon ``argv`` with pipes to drive it."""
     process = group.spawn(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, name=label)
     return StdioPeer(process, group, label)
 
@@ -182,19 +241,28 @@ def start_ours(
     group: ProcessGroup, mailbox_url: str, transit_hint: str, *options: str, label: str = "ours"
 ) -> StdioPeer:
     """``fowld --stdio`` with this mailbox and transit relay (plus ``options``)."""
-    argv = [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox_url]
-    argv += ["--transit-relay", transit_hint]
+    argv = fowld_argv("--stdio", "--mailbox", mailbox_url, "--transit-relay", transit_hint, *options)
     # direct connections on loopback only, instead of every address of this machine
-    env = {**os.environ, "FOWL_DIRECT_ADDRESSES": LOOPBACK}
-    return _spawn(group, [*argv, *options], label, env)
+    return start_stdio(group, argv, label, {**os.environ, "FOWL_DIRECT_ADDRESSES": LOOPBACK})
+
+
+def upstream_argv(
+    upstream_python: Path, mailbox_url: str, transit_hint: str | None, relay_only: bool = False
+) -> list[str]:
+    """Upstream fowl's ``fowld`` (its stdio daemon) on this mailbox; relay None: no relay.
+
+    ``relay_only``: no direct connections, only through ``transit_hint``.
+    """
+    mode = "relay-only" if relay_only else "direct"
+    launcher = [str(upstream_python), "-c", _UPSTREAM_LAUNCHER, transit_hint or "", mode]
+    return [*launcher, "--mailbox", mailbox_url]
 
 
 def start_upstream(
     group: ProcessGroup, upstream_python: Path, mailbox_url: str, transit_hint: str, label: str = "upstream"
 ) -> StdioPeer:
-    """Upstream fowl's ``fowld`` (its stdio daemon) with this mailbox and transit relay."""
-    argv = [upstream_python, "-c", _UPSTREAM_LAUNCHER, transit_hint, "--mailbox", mailbox_url]
-    return _spawn(group, argv, label)
+    """Upstream fowl's ``fowld`` with this mailbox and transit relay."""
+    return start_stdio(group, upstream_argv(upstream_python, mailbox_url, transit_hint), label)
 
 
 def pair(first: StdioPeer, second: StdioPeer, timeout: float = STEP_TIMEOUT) -> str:
@@ -207,18 +275,21 @@ def pair(first: StdioPeer, second: StdioPeer, timeout: float = STEP_TIMEOUT) -> 
     return code
 
 
+def status(peer: StdioPeer, timeout: float = STEP_TIMEOUT) -> dict:
+    """Ask ``peer`` (ours only) for its status; the status line."""
+    since = peer.mark()
+    peer.send("status")
+    return peer.wait_kind("status", timeout, since=since)
+
+
 def wait_dilated(peer: StdioPeer, timeout: float = STEP_TIMEOUT) -> dict:
     """Poll ``status`` (ours only) until the Dilation connection is up; the status line."""
-    deadline = time.monotonic() + timeout
-    while True:
-        since = peer.mark()
-        peer.send("status")
-        status = peer.wait_kind("status", since=since)
-        if status["phase"] == "connected":
-            return status
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{peer.label}: not connected after {timeout}s: {status}")
-        time.sleep(0.05)
+
+    def connected() -> dict | None:
+        line = status(peer)
+        return line if line["phase"] == "connected" else None
+
+    return until(connected, f"{peer.label}: Dilation connected", timeout)
 
 
 # --- checked traffic ---------------------------------------------------------

@@ -13,10 +13,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from harness.wait import until
 
 LOOPBACK = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,20 +54,18 @@ def free_port(host: str = LOOPBACK) -> int:
 def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
     """Return once ``host:port`` accepts a TCP connection; raise if ``timeout`` passes first.
 
-    With ``process`` given, stop waiting as soon as it exits.
+    With ``process`` given, stop waiting as soon as it exits (WaitTimeout, a TimeoutError).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and process.poll() is not None:
-            raise ServerError(f"process {process.pid} exited with code {process.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            pass
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"nothing accepted connections on {host}:{port} within {timeout}s")
-        time.sleep(0.05)
+    until(lambda: accepts(host, port), f"connections accepted on {host}:{port}", timeout, process=process)
+
+
+def accepts(host: str, port: int) -> bool:
+    """Whether ``host:port`` accepts a TCP connection now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def read_line(stream: IO, timeout: float) -> bytes:
@@ -200,10 +200,25 @@ def _start_listening(
     process = group.spawn(argv, name=what)
     try:
         wait_for_port(LOOPBACK, port, timeout, process)
-    except (ServerError, TimeoutError) as e:
+    except TimeoutError as e:
         group.stop(process)
         raise ServerError(f"{what} did not start: {e}\n{group.describe(process)}") from None
     return process
+
+
+def mailbox_argv(host: str, port: int) -> list[str]:
+    """``twist wormhole-mailbox`` on ``host:port``, keeping its database in memory."""
+    return [
+        str(venv_script("twist")),
+        "wormhole-mailbox",
+        f"--port=tcp:{port}:interface={host}",
+        "--channel-db=:memory:",
+    ]
+
+
+def relay_argv(host: str, port: int) -> list[str]:
+    """``twist transitrelay`` on ``host:port``."""
+    return [str(venv_script("twist")), "transitrelay", f"--port=tcp:{port}:interface={host}"]
 
 
 def start_mailbox(
@@ -211,21 +226,14 @@ def start_mailbox(
 ) -> MailboxServer:
     """Run ``twist wormhole-mailbox`` in memory on loopback (``port`` to reuse one)."""
     port = port or free_port()
-    argv = [
-        venv_script("twist"),
-        "wormhole-mailbox",
-        f"--port=tcp:{port}:interface={LOOPBACK}",
-        "--channel-db=:memory:",
-    ]
-    process = _start_listening(group, argv, port, "mailbox", timeout)
+    process = _start_listening(group, mailbox_argv(LOOPBACK, port), port, "mailbox", timeout)
     return MailboxServer(process, group, port, f"ws://{LOOPBACK}:{port}/v1")
 
 
 def start_transit_relay(group: ProcessGroup, timeout: float = START_TIMEOUT) -> TransitRelay:
     """Run ``twist transitrelay`` on a free loopback port."""
     port = free_port()
-    argv = [venv_script("twist"), "transitrelay", f"--port=tcp:{port}:interface={LOOPBACK}"]
-    process = _start_listening(group, argv, port, "transit-relay", timeout)
+    process = _start_listening(group, relay_argv(LOOPBACK, port), port, "transit-relay", timeout)
     return TransitRelay(process, group, port, f"tcp:{LOOPBACK}:{port}")
 
 
@@ -233,10 +241,16 @@ def dbus_daemon() -> str | None:
     return shutil.which("dbus-daemon")
 
 
-def start_dbus_bus(group: ProcessGroup, directory: Path, timeout: float = START_TIMEOUT) -> DBusBus:
+def start_dbus_bus(
+    group: ProcessGroup,
+    directory: Path,
+    timeout: float = START_TIMEOUT,
+    wrap: Callable[[list[str]], list[str]] | None = None,
+) -> DBusBus:
     """Run a private session bus whose socket lives in ``directory``.
 
     Keep ``directory`` short: a UNIX socket path is limited to about 100 bytes.
+    ``wrap`` rewrites the argv (to run the bus in a network namespace).
     """
     argv = [
         dbus_daemon() or "dbus-daemon",
@@ -245,7 +259,7 @@ def start_dbus_bus(group: ProcessGroup, directory: Path, timeout: float = START_
         "--print-address=1",
         f"--address=unix:path={directory / 'bus'}",
     ]
-    process = group.spawn(argv, stdout=subprocess.PIPE, name="dbus-daemon")
+    process = group.spawn(wrap(argv) if wrap else argv, stdout=subprocess.PIPE, name="dbus-daemon")
     try:
         address = read_line(process.stdout, timeout).decode().strip()
     except (TimeoutError, EOFError) as e:

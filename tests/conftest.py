@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fowld.wormhole import patches as compat
 from harness.netns import Hub, NetnsError, Topology, remove_stale_namespaces, start_hub, unavailable_reason
@@ -28,6 +30,15 @@ from harness.servers import (
 # only 127.0.0.1 for direct Dilation connections, never this machine's other addresses.
 os.environ["FOWL_DIRECT_ADDRESSES"] = "127.0.0.1"
 compat.advertise_direct_addresses(["127.0.0.1"])
+
+# One Hypothesis profile for every fuzz test; FOWL_FUZZ_EXAMPLES scales the cases per test.
+settings.register_profile(
+    "fowl",
+    max_examples=int(os.environ.get("FOWL_FUZZ_EXAMPLES", "200")),
+    deadline=None,  # a case may wait for a process, the bus or the mailbox
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("fowl")
 
 
 @pytest.fixture
@@ -63,9 +74,8 @@ def transit_relay(_session_processes: ProcessGroup) -> TransitRelay:
     return start_transit_relay(_session_processes)
 
 
-@pytest.fixture
-def dbus_bus(processes: ProcessGroup) -> Iterator[DBusBus]:
-    """A private D-Bus bus for one test (``.address``, ``.pid``)."""
+@contextlib.contextmanager
+def _private_bus(processes: ProcessGroup) -> Iterator[DBusBus]:
     if dbus_daemon() is None:
         pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
     # Short directory: tmp_path can exceed the length limit of a UNIX socket path.
@@ -73,6 +83,20 @@ def dbus_bus(processes: ProcessGroup) -> Iterator[DBusBus]:
         bus = start_dbus_bus(processes, Path(directory))
         yield bus
         bus.stop()
+
+
+@pytest.fixture
+def dbus_bus(processes: ProcessGroup) -> Iterator[DBusBus]:
+    """A private D-Bus bus for one test (``.address``, ``.pid``)."""
+    with _private_bus(processes) as bus:
+        yield bus
+
+
+@pytest.fixture
+def second_bus(processes: ProcessGroup) -> Iterator[str]:
+    """The address of another private bus, for a peer daemon."""
+    with _private_bus(processes) as bus:
+        yield bus.address
 
 
 @pytest.fixture(scope="session")

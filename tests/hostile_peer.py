@@ -9,21 +9,26 @@ itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import struct
-import subprocess
-import sys
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import wormhole
 from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
+
+from harness.fowld import fowld_argv
+from harness.peers import StdioPeer, start_stdio
+from harness.servers import LOOPBACK, ProcessGroup
+from harness.wait import eventually, get_reactor
 
 APP_ID = "meejah.ca/wormhole/forward"
 VERSIONS = {"fowl": {"features": ["core-v1"]}}
@@ -31,24 +36,6 @@ CONTROL = "fowl-commands"
 STREAM = "fowl"
 STEP_TIMEOUT = 10.0  # seconds for one step on loopback; generous for a loaded CI machine
 _LENGTH = struct.Struct("!H")
-
-
-async def sleep(seconds: float) -> None:
-    from twisted.internet import reactor
-
-    d: Deferred = Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    await d
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = STEP_TIMEOUT) -> Any:
-    """Poll ``check`` until it returns something true, for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout}s")
-        await sleep(0.02)
-    return result
 
 
 def frame(message: Any) -> bytes:
@@ -105,8 +92,7 @@ class RawChannel(Protocol):
             self.transport.loseConnection()
 
     async def _wait(self, ready, what: str, timeout: float) -> None:
-        from twisted.internet import reactor
-
+        reactor = get_reactor()
         deadline = reactor.seconds() + timeout
         while not ready():
             left = deadline - reactor.seconds()
@@ -240,48 +226,41 @@ def listener_request(name: Any, port: Any = None) -> bytes:
     return frame({"kind": "request-listener", "unique-name": name, "listen-port": port})
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
+@dataclass
+class AgainstFowld:
+    """A real ``fowld --stdio`` offering "echo" (an echo server here) and wanting "wanted",
+    joined by a hostile peer; ``close_peer()`` ends the peer's side early."""
+
+    fowld: StdioPeer
+    peer: HostilePeer | None = None
+
+    async def close_peer(self) -> None:
+        if self.peer is not None:
+            peer, self.peer = self.peer, None
+            await peer.close()
 
 
-def stdout_lines(processes, process) -> list[dict]:
-    out, _ = processes.output(process)
-    complete = out.split("\n")[:-1]  # the last piece may still be being written
-    return [json.loads(line) for line in complete if line.strip()]
-
-
-def spawn_fowld(processes: Any, mailbox_url: str) -> subprocess.Popen:
-    """A real ``fowld --stdio`` on the test mailbox, stdout to a file (never a full pipe)."""
-    return processes.spawn(
-        [sys.executable, "-m", "fowld", "--stdio", "--mailbox", mailbox_url, "--transit-relay", "none"],
-        stdin=subprocess.PIPE,
-        name="fowld",
-    )
-
-
-async def join_as_hostile_peer(
-    reactor: Any, mailbox_url: str, processes: Any, fowld: subprocess.Popen, echo_port: int
-) -> HostilePeer:
-    """Have ``fowld`` offer "echo" (at ``echo_port``) and want "wanted", then pair with it.
-
-    Returns once "echo" works through the tunnel (one warm-up round trip)."""
-    for command in (
-        {"kind": "remote", "name": "echo", "connect": f"tcp:127.0.0.1:{echo_port}"},
-        {"kind": "local", "name": "wanted"},
-        {"kind": "allocate-code"},
-    ):
-        fowld.stdin.write(json.dumps(command).encode() + b"\n")
-    fowld.stdin.flush()
-    (allocated,) = await until(
-        lambda: [m for m in stdout_lines(processes, fowld) if m["kind"] == "code-allocated"], "no code"
-    )
-    peer = await HostilePeer.join(reactor, mailbox_url, allocated["code"])
-    request = await peer.incoming_control()
-    assert (await request.next_frame())["unique-name"] == "echo"
-    request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-    await echo_round_trip(peer)
-    return peer
+@contextlib.asynccontextmanager
+async def against_fowld(processes: ProcessGroup, mailbox_url: str) -> AsyncIterator[AgainstFowld]:
+    """Pair a hostile peer with a real fowld; yields once "echo" works through the tunnel
+    (one warm-up round trip). The peer, fowld and the echo server are stopped afterwards."""
+    reactor = get_reactor()
+    echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
+    options = ("--stdio", "--mailbox", mailbox_url, "--transit-relay", "none")
+    scene = AgainstFowld(start_stdio(processes, fowld_argv(*options), "fowld"))
+    try:
+        fowld = scene.fowld
+        fowld.send("remote", name="echo", connect=f"tcp:{LOOPBACK}:{echo.getHost().port}")
+        fowld.send("local", name="wanted")
+        fowld.send("allocate-code")
+        (allocated,) = await eventually(lambda: fowld.find("code-allocated"), "a code")
+        scene.peer = await HostilePeer.join(reactor, mailbox_url, allocated["code"])
+        request = await scene.peer.incoming_control()
+        assert (await request.next_frame())["unique-name"] == "echo"
+        request.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
+        await echo_round_trip(scene.peer)
+        yield scene
+    finally:
+        await scene.close_peer()
+        scene.fowld.stop()
+        await echo.stopListening()

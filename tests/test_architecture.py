@@ -1,7 +1,7 @@
 """The layers of the tree: imports only point down, no cycles, small modules.
 
     fowlctl            the D-Bus client (front end; uses the daemon's names and rules)
-    fowld.cli          the `fowld` command
+    fowld.cli          the `fowld` command        fowld.install `fowld install` / `uninstall`
     fowld.stdio        `fowld --stdio`            fowld.dbus   the D-Bus adapter
     fowld.mailbox      embedded mailbox server    fowld.daemon the daemon without D-Bus
     fowld.engine       sessions, forwards, streams, the wire format
@@ -27,6 +27,7 @@ LAYERS = {
     "fowld.stdio": 4,
     "fowld.dbus": 4,
     "fowld.cli": 5,
+    "fowld.install": 5,
     "fowld.__main__": 6,
     "fowlctl": 5,
 }

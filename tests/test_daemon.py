@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +31,9 @@ from fowld.daemon.profiles import RestartPolicy
 from fowld.daemon.registry import SessionRegistry
 from fowld.daemon.supervisor import Mode, should_restart
 from fowld.dbus.names import escape_path_element
+from harness.fowld import daemon_env, spawn_fowld, write_profile
 from harness.servers import ProcessGroup, free_port
+from harness.wait import datagrams, until
 
 BUS_NAME = "org.fowl.Fowld1"
 MANAGER_PATH = "/org/fowl/Fowld1"
@@ -52,20 +53,6 @@ pytestmark = pytest.mark.skipif(
 
 
 # --- talking to a daemon ------------------------------------------------------------------------
-
-
-def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = PAIR_TIMEOUT, interval: float = 0.1
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def busctl(bus: str, *args: str, timeout: float = CALL_TIMEOUT) -> subprocess.CompletedProcess:
@@ -152,59 +139,27 @@ class Fowld:
         return {props[SESSION]["Profile"]: dict(props[SESSION], path=path) for path, props in objects.items()}
 
 
-def write_profile(directory: Path, name: str, text: str, mode: int = 0o600) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.yaml"
-    path.write_text(text)
-    path.chmod(mode)
-    return path
-
-
-def fowld_env(bus: str, config: Path, **extra: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(config),
-        "DBUS_SESSION_BUS_ADDRESS": bus,
-        "XDG_CONFIG_HOME": str(config),
-        # conftest keeps direct Dilation connections on loopback through this variable
-        "FOWL_DIRECT_ADDRESSES": os.environ.get("FOWL_DIRECT_ADDRESSES", "127.0.0.1"),
-        **extra,
-    }
-
-
-def spawn_fowld(
+def spawn_daemon(
     processes: ProcessGroup, bus: str, config: Path, args: tuple[str, ...] = (), **env: str
 ) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "fowld", "-v", "--peer-lost-timeout", str(PEER_LOST_TIMEOUT), *args]
-    return processes.spawn(argv, env=fowld_env(bus, config, **env), name="fowld")
+    """fowld's D-Bus daemon with a short --peer-lost-timeout, on ``bus`` with profiles under ``config``."""
+    options = ("-v", "--peer-lost-timeout", str(PEER_LOST_TIMEOUT), *args)
+    return spawn_fowld(processes, *options, env=daemon_env(bus, config, **env))
 
 
 def start_fowld(
     processes: ProcessGroup, bus: str, config: Path, args: tuple[str, ...] = (), **env: str
 ) -> Fowld:
     """Start fowld and wait until it owns its bus name."""
-    process = spawn_fowld(processes, bus, config, args, **env)
+    process = spawn_daemon(processes, bus, config, args, **env)
 
     def owned() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"fowld exited with {process.returncode}:\n{processes.describe(process)}")
         return busctl(bus, "status", BUS_NAME, timeout=5).returncode == 0
 
-    wait_for("fowld to own its bus name", owned, START_TIMEOUT)
+    until(owned, "fowld to own its bus name", START_TIMEOUT, 0.1)
     return Fowld(process, bus, config)
-
-
-@pytest.fixture
-def second_bus(processes: ProcessGroup) -> Iterator[str]:
-    """Another private bus, for the peer daemon."""
-    from harness.servers import dbus_daemon, start_dbus_bus
-
-    if dbus_daemon() is None:
-        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
-    with tempfile.TemporaryDirectory(prefix="fowld-bus-") as directory:
-        bus = start_dbus_bus(processes, Path(directory))
-        yield bus.address
-        bus.stop()
 
 
 def monitor(processes: ProcessGroup, bus: str) -> Callable[[], str]:
@@ -212,7 +167,7 @@ def monitor(processes: ProcessGroup, bus: str) -> Callable[[], str]:
     process = processes.spawn(
         ["stdbuf", "-oL", "gdbus", "monitor", "--address", bus, "--dest", BUS_NAME], name="gdbus-monitor"
     )
-    wait_for("gdbus monitor to start", lambda: "is owned by" in processes.output(process)[0], 5)
+    until(lambda: "is owned by" in processes.output(process)[0], "gdbus monitor to start", 5, 0.1)
     return lambda: processes.output(process)[0]
 
 
@@ -303,7 +258,12 @@ def invite_and_accept(a: Fowld, b: Fowld, listen_port: int) -> Pair:
     )  # fmt: skip
     b_path = re.search(r"objectpath '([^']+)'", accepted.stdout).group(1)
     for fowld, path in ((a, a_path), (b, b_path)):
-        wait_for(f"{path} to connect", lambda f=fowld, p=path: properties(f.bus, p)["State"] == "connected")
+        until(
+            lambda f=fowld, p=path: properties(f.bus, p)["State"] == "connected",
+            f"{path} to connect",
+            PAIR_TIMEOUT,
+            0.1,
+        )
     return Pair(a, b, a_path, b_path, code, listen_port)
 
 
@@ -531,26 +491,33 @@ def test_two_daemons_pair_through_profiles_and_forward(pair_setup, processes, se
     assert a_props["Verifier"] == b_props["Verifier"] and len(a_props["Verifier"]) == 64
     assert a_props["Code"] == b_props["Code"] == ""  # never shown: the code is a secret
     assert b_props["PeerConnected"] and b_props["Path"] in ("direct", "relay")
-    wait_for(
-        "the client listener",
+    until(
         lambda: (
             properties(pair.b.bus, pair.b_path)["Clients"]
             == [["blob", f"tcp:{pair.listen_port}:interface=127.0.0.1", pair.listen_port, "listening"]]
         ),
+        "the client listener",
+        PAIR_TIMEOUT,
+        0.1,
     )
-    wait_for("the service", lambda: properties(pair.a.bus, pair.a_path)["Services"][0][2] == "ready")
+    until(
+        lambda: properties(pair.a.bus, pair.a_path)["Services"][0][2] == "ready",
+        "the service",
+        PAIR_TIMEOUT,
+        0.1,
+    )
 
     # A large transfer, with backpressure: the data arrive intact and the counters add up.
     size = len(pair_setup.blob)
     got = fetch(pair.listen_port, b"GET\n", size)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(pair_setup.blob).hexdigest()
-    wait_for("byte counters", lambda: properties(pair.b.bus, pair.b_path)["BytesOut"] == size, 5)
+    until(lambda: properties(pair.b.bus, pair.b_path)["BytesOut"] == size, "byte counters", 5, 0.1)
     b_props = properties(pair.b.bus, pair.b_path)
     assert (b_props["BytesIn"], b_props["TotalConnections"]) == (4, 1)
-    wait_for("A's byte counters", lambda: properties(pair.a.bus, pair.a_path)["BytesIn"] == size, 5)
+    until(lambda: properties(pair.a.bus, pair.a_path)["BytesIn"] == size, "A's byte counters", 5, 0.1)
     assert properties(pair.a.bus, pair.a_path)["BytesOut"] == 4
     assert re.search(r"Session\.ConnectionOpened \(uint32 1, 'blob', 'outgoing'\)", seen())
-    wait_for("the final byte count", lambda: f"'BytesOut': <uint64 {size}>" in seen(), 2)
+    until(lambda: f"'BytesOut': <uint64 {size}>" in seen(), "the final byte count", 2, 0.1)
     counter_signals = len(re.findall(SESSION_CHANGED + "'BytesOut'", seen()))
     assert 1 <= counter_signals <= 2 * (time.monotonic() - started) + 2  # coalesced: ~2 per second
 
@@ -560,13 +527,13 @@ def test_two_daemons_pair_through_profiles_and_forward(pair_setup, processes, se
     pattern = (
         rf"Session\.ConnectionClosed \(uint32 2, 'blob', 'outgoing', uint64 4, uint64 {len(GREETING)}, ''\)"
     )
-    wait_for("ConnectionClosed", lambda: re.search(pattern, seen()), 5)
+    until(lambda: re.search(pattern, seen()), "ConnectionClosed", 5, 0.1)
     assert properties(pair.b.bus, pair.b_path)["TotalConnections"] == 2
 
     # Closing one side ends both: the peer hears the goodbye; both objects go away.
     call(pair.b.bus, pair.b_path, SESSION, "Close")
     for fowld in (pair.a, pair.b):
-        wait_for("the session objects to go", lambda f=fowld: f.manager()["Sessions"] == [], 15)
+        until(lambda f=fowld: f.manager()["Sessions"] == [], "the session objects to go", 15, 0.1)
     text = seen()
     assert "StateChanged ('closing', 'closed locally')" in text and "StateChanged ('closed'" in text
     assert f"InterfacesRemoved (objectpath '{pair.b_path}'" in text
@@ -582,7 +549,7 @@ def test_startup_signals_are_seen_by_a_monitor(processes, dbus_bus, mailbox, tmp
     fowld = start_fowld(processes, dbus_bus.address, tmp_path)
     seen = monitor(processes, dbus_bus.address)
     path, code = fowld.call("Invite", "s", "web")
-    wait_for("the waiting state to be announced", lambda: "StateChanged ('waiting', '')" in seen(), 5)
+    until(lambda: "StateChanged ('waiting', '')" in seen(), "the waiting state to be announced", 5, 0.1)
     text = seen()
     added = text.index(f"InterfacesAdded (objectpath '{path}'")
     assert added < text.index("StateChanged ('waiting', '')")
@@ -613,8 +580,11 @@ def test_reload_keeps_sessions_of_unchanged_and_changed_profiles(pair_setup, pro
     [seconds] = call(pair.b.bus, pair.b_path, SESSION, "Ping")
     assert 0 < seconds < 5
     # Still forwarding, through the same session object.
-    wait_for(
-        "the client listener", lambda: properties(pair.b.bus, pair.b_path)["Clients"][0][3] == "listening"
+    until(
+        lambda: properties(pair.b.bus, pair.b_path)["Clients"][0][3] == "listening",
+        "the client listener",
+        PAIR_TIMEOUT,
+        0.1,
     )
     assert fetch(pair.listen_port, b"HEY\n") == GREETING
 
@@ -657,39 +627,22 @@ def test_autostart_sessions_pair_again_after_kill_9(
         )
         return sessions if ok else None
 
-    before = wait_for("autostart sessions to connect on A", lambda: all_connected(a))
-    wait_for("autostart sessions to connect on B", lambda: all_connected(b))
+    before = until(lambda: all_connected(a), "autostart sessions to connect on A", PAIR_TIMEOUT, 0.1)
+    until(lambda: all_connected(b), "autostart sessions to connect on B", PAIR_TIMEOUT, 0.1)
 
     b.process.kill()  # SIGKILL: no goodbye to the peer
     b.process.wait(5)
-    wait_for("A to notice", lambda: all(s["State"] != "connected" for s in a.sessions().values()), 10)
+    until(lambda: all(s["State"] != "connected" for s in a.sessions().values()), "A to notice", 10, 0.1)
     b = start_fowld(processes, second_bus, b_config)
 
-    after = wait_for("A's sessions to connect again", lambda: all_connected(a), 30)
-    b_after = wait_for("B's sessions to connect again", lambda: all_connected(b))
+    after = until(lambda: all_connected(a), "A's sessions to connect again", 30, 0.1)
+    b_after = until(lambda: all_connected(b), "B's sessions to connect again", PAIR_TIMEOUT, 0.1)
     for name in ("alpha", "beta"):
         assert after[name]["path"] == before[name]["path"]  # same session object, restarted
         assert after[name]["Id"] == before[name]["Id"]
         assert after[name]["Restarts"] >= 1
         assert after[name]["Verifier"] == b_after[name]["Verifier"] != before[name]["Verifier"]
         assert b_after[name]["Restarts"] == 0
-
-
-def receive_notifications(
-    sock: socket.socket, until: Callable[[list[str]], bool], timeout: float = 10.0
-) -> list[str]:
-    messages: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not until(messages):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"timed out; sd_notify messages so far: {messages}")
-        sock.settimeout(left)
-        try:
-            messages.append(sock.recv(4096).decode())
-        except TimeoutError:
-            continue
-    return messages
 
 
 def test_sd_notify_ready_status_reload_and_stop(processes, dbus_bus, mailbox, tmp_path):
@@ -702,39 +655,37 @@ def test_sd_notify_ready_status_reload_and_stop(processes, dbus_bus, mailbox, tm
         path = os.path.join(directory, "notify")
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.bind(path)
-            process = spawn_fowld(
+            process = spawn_daemon(
                 processes, dbus_bus.address, tmp_path, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000"
             )
-            got = receive_notifications(
-                sock, lambda m: "READY=1" in m and any(x.startswith("STATUS=") for x in m)
-            )
+            got = datagrams(sock, lambda m: "READY=1" in m and any(x.startswith("STATUS=") for x in m), 10.0)
             assert (
                 busctl(dbus_bus.address, "status", BUS_NAME).returncode == 0
             )  # READY=1 means the name is ours
             status = next(x for x in got if x.startswith("STATUS="))
             assert status == "STATUS=0 sessions, 0 connected; 1 profiles"
-            receive_notifications(sock, lambda m: "WATCHDOG=1" in m, 5)
+            datagrams(sock, lambda m: "WATCHDOG=1" in m, 5)
 
             write_profile(tmp_path / "fowl/profiles", "bad", "nothing: here\n")
             process.send_signal(signal.SIGHUP)
             new_status = "STATUS=0 sessions, 0 connected; 1 profiles (1 invalid)"
-            got = receive_notifications(sock, lambda m: "READY=1" in m and new_status in m)
+            got = datagrams(sock, lambda m: "READY=1" in m and new_status in m, 10.0)
             reloading = next(i for i, x in enumerate(got) if x.startswith("RELOADING=1"))
             assert reloading < got.index("READY=1")
 
             process.send_signal(signal.SIGTERM)
-            receive_notifications(sock, lambda m: "STOPPING=1" in m)
+            datagrams(sock, lambda m: "STOPPING=1" in m, 10.0)
             assert process.wait(10) == 0
 
 
 def test_a_second_daemon_on_the_same_bus_exits_with_a_clear_message(processes, dbus_bus, tmp_path):
     start_fowld(processes, dbus_bus.address, tmp_path)
-    second = spawn_fowld(processes, dbus_bus.address, tmp_path)
+    second = spawn_daemon(processes, dbus_bus.address, tmp_path)
     assert second.wait(START_TIMEOUT) == 1
     assert f"the bus name {BUS_NAME} is already owned" in processes.output(second)[1]
 
 
 def test_no_bus_exits_with_a_clear_message(processes, tmp_path):
-    process = spawn_fowld(processes, f"unix:path={tmp_path}/no-bus-here", tmp_path)
+    process = spawn_daemon(processes, f"unix:path={tmp_path}/no-bus-here", tmp_path)
     assert process.wait(START_TIMEOUT) == 1
     assert "cannot connect to the session bus" in processes.output(process)[1]

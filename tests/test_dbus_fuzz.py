@@ -18,14 +18,16 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from test_daemon import BUS_NAME, ERROR, MANAGER, MANAGER_PATH, SESSION, Fowld, start_fowld, write_profile
+from test_daemon import BUS_NAME, ERROR, MANAGER, MANAGER_PATH, SESSION, Fowld, start_fowld
 from twisted.internet.defer import Deferred
 from txdbus import client
 from txdbus.error import RemoteError
 
+from harness.fowld import write_profile
 from harness.servers import ProcessGroup, dbus_daemon, start_dbus_bus
+from harness.wait import get_reactor
 
 EXAMPLES = int(os.environ.get("FOWL_FUZZ_EXAMPLES", "50"))
 CALL_TIMEOUT = 40.0  # seconds; Invite may wait up to 30 s for a code
@@ -35,17 +37,7 @@ FIXED_CODE = "7-fuzzing-fixed"
 
 pytestmark = pytest.mark.skipif(dbus_daemon() is None, reason="dbus-daemon is not installed")
 
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,  # one call may wait for the mailbox
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
+FUZZ = settings(max_examples=EXAMPLES)  # fewer than the profile's: each case is a D-Bus round trip
 
 
 # --- what a D-Bus string may hold --------------------------------------------------------------
@@ -176,7 +168,7 @@ def daemon(mailbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon
         with tempfile.TemporaryDirectory(prefix="fowld-bus-") as directory:
             bus = start_dbus_bus(processes, Path(directory))
             fowld = start_fowld(processes, bus.address, config)
-            connection = pytest_twisted.blockon(client.connect(_reactor(), bus.address))
+            connection = pytest_twisted.blockon(client.connect(get_reactor(), bus.address))
             try:
                 path, _code = fowld.call("Invite", "s", "web")
                 yield Daemon(fowld, processes, connection, path)

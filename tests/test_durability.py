@@ -23,8 +23,6 @@ from harness.netns import (
     PROGRESS_STEP,
     RELAY_PORT,
     Hub,
-    JsonLines,
-    Peer,
     Side,
     Topology,
     fowld_argv,
@@ -32,7 +30,10 @@ from harness.netns import (
     start_mailbox,
     traffic_argv,
 )
+from harness.peers import JsonLines, StdioPeer, kind_is
 from harness.servers import REPO_ROOT, ProcessGroup
+from harness.stats import rss_kib
+from harness.wait import until
 
 pytestmark = pytest.mark.netns
 
@@ -49,17 +50,21 @@ MAX_RSS_GROWTH_KIB = 64 * 1024  # a stalled 20 MB/s source must not pile up in f
 
 @dataclass
 class Pair:
-    alice: Peer  # wants "data", listens on LISTEN_PORT
-    bob: Peer  # offers "data", connects to SINK_PORT
+    alice: StdioPeer  # wants "data", listens on LISTEN_PORT
+    bob: StdioPeer  # offers "data", connects to SINK_PORT
+    topology: Topology
 
     @property
-    def peers(self) -> tuple[Peer, Peer]:
+    def peers(self) -> tuple[StdioPeer, StdioPeer]:
         return self.alice, self.bob
+
+    def side(self, peer: StdioPeer) -> Side:
+        return self.topology.alice if peer is self.alice else self.topology.bob
 
 
 def start_peer(
     processes: ProcessGroup, topology: Topology, side: Side, name: str, ping: float | None, *extra: str
-) -> Peer:
+) -> StdioPeer:
     process = processes.spawn(
         side.exec(fowld_argv(topology, ping, *extra)),
         env=peer_environment(),
@@ -68,24 +73,25 @@ def start_peer(
         cwd=REPO_ROOT,
         name=f"fowld-{name}",
     )
-    return Peer(name, side, process)
+    return StdioPeer(process, processes, name)
 
 
 def connect_pair(processes: ProcessGroup, topology: Topology, ping: float | None = PING, *extra: str) -> Pair:
     pair = Pair(
         start_peer(processes, topology, topology.alice, "alice", ping, *extra),
         start_peer(processes, topology, topology.bob, "bob", ping, *extra),
+        topology,
     )
     for peer in pair.peers:
         peer.send("status", watch=True)
     pair.alice.send("allocate-code")
-    code = pair.alice.wait("code-allocated", STEP)[2]["code"]
+    code = pair.alice.wait_kind("code-allocated", STEP)["code"]
     pair.bob.send("set-code", code=code)
     pair.bob.send("remote", name="data", local_connect_port=SINK_PORT)
     pair.alice.send("local", name="data", local_listen_port=LISTEN_PORT)
-    pair.alice.wait("listening", STEP, name="data")
+    pair.alice.wait_kind("listening", STEP, name="data")
     for peer in pair.peers:
-        peer.wait("status", STEP, phase="connected")
+        peer.wait_kind("status", STEP, phase="connected")
     return pair
 
 
@@ -96,21 +102,21 @@ class Transfer:
 
     def wait_received(self, count: int, timeout: float) -> float:
         """When the sink had at least ``count`` bytes."""
-        return self.sink.wait_for(lambda m: m.get("received", 0) >= count, timeout)[1]
+        return self.sink.wait_seen(lambda m: m.get("received", 0) >= count, timeout).at
 
     def finish(self, timeout: float) -> int:
         """Wait for both ends; assert every byte arrived intact; the byte count."""
-        sent = self.source.wait_for(lambda m: m.get("done"), timeout)[2]
-        received = self.sink.wait_for(lambda m: m.get("done"), timeout)[2]
+        sent = self.source.wait_for(lambda m: m.get("done"), timeout)
+        received = self.sink.wait_for(lambda m: m.get("done"), timeout)
         assert received["received"] == sent["sent"], (sent, received)
         assert received["sha256"] == sent["sha256"], (sent, received)
         return received["received"]
 
     def resumed_after(self, moment: float, timeout: float) -> float:
         """Seconds from ``moment`` until bytes the source sent after it reached the sink."""
-        sent = [m["sent"] for _, m in self.source.since() if "sent" in m]
+        sent = [m["sent"] for m in self.source.lines if "sent" in m]
         beyond = (sent[-1] if sent else 0) + PROGRESS_STEP
-        arrived = self.sink.wait_for(lambda m: m.get("received", 0) >= beyond, timeout)[1]
+        arrived = self.sink.wait_seen(lambda m: m.get("received", 0) >= beyond, timeout).at
         return max(arrived - moment, 0.0)
 
 
@@ -130,28 +136,31 @@ def start_transfer(
     return Transfer(JsonLines(source.stdout, "source"), sink_lines)
 
 
-def generation(peer: Peer) -> int:
-    return peer.statuses()[-1][1]["generation"]
+def generation(peer: StdioPeer) -> int:
+    return peer.find("status")[-1]["generation"]
 
 
-def wait_reconnected(peer: Peer, after: int, before: int, timeout: float) -> tuple[float, int]:
+def wait_reconnected(peer: StdioPeer, after: int, before: int, timeout: float) -> tuple[float, int]:
     """Wait until the peer has said "reconnecting" and is "connected" again, above generation ``before``.
 
     Looks at status lines from index ``after``; call it once data flows again. Returns when the
     last "reconnecting" was followed by "connected", and the new generation.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        statuses = peer.statuses(after)
+
+    def back() -> tuple[float, int] | None:
+        statuses = peer.timed(after, "status")
         phases = [m["phase"] for _, m in statuses]
-        if "reconnecting" in phases and phases[-1] == "connected":
-            last_down = len(phases) - 1 - phases[::-1].index("reconnecting")
-            back = [(t, m) for t, m in statuses[last_down:] if m["phase"] == "connected"]
-            if back[0][1]["generation"] > before:
-                return back[0][0], back[0][1]["generation"]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{peer.name}: no reconnecting then connected; phases {phases[-12:]}")
-        time.sleep(0.1)
+        if "reconnecting" not in phases or phases[-1] != "connected":
+            return None
+        last_down = len(phases) - 1 - phases[::-1].index("reconnecting")
+        at, line = next((t, m) for t, m in statuses[last_down:] if m["phase"] == "connected")
+        return (at, line["generation"]) if line["generation"] > before else None
+
+    def what() -> str:
+        phases = [m["phase"] for m in peer.find("status", after)]
+        return f"{peer.label}: reconnecting then connected; phases {phases[-12:]}"
+
+    return until(back, what, timeout, 0.1)
 
 
 def report(what: str, **figures: object) -> None:
@@ -163,26 +172,26 @@ def report(what: str, **figures: object) -> None:
 
 def cut_link_once(processes: ProcessGroup, topology: Topology, pair: Pair, seconds: float = 10.0) -> dict:
     """One 100 MB transfer with alice's link down for ``seconds`` in the middle; figures."""
-    before = {peer.name: generation(peer) for peer in pair.peers}
-    marks = {peer.name: len(peer.lines) for peer in pair.peers}
-    rss_before = {peer.name: peer.rss_kib() for peer in pair.peers}
+    before = {peer.label: generation(peer) for peer in pair.peers}
+    marks = {peer.label: peer.mark() for peer in pair.peers}
+    rss_before = {peer.label: rss_kib(peer.pid) for peer in pair.peers}
     transfer = start_transfer(processes, topology)
     transfer.wait_received(20 * MB, STEP)
     topology.alice.link(False)
     time.sleep(seconds)
-    rss_peak = {peer.name: peer.rss_kib() for peer in pair.peers}
+    rss_peak = {peer.label: rss_kib(peer.pid) for peer in pair.peers}
     topology.alice.link(True)
     link_up = time.monotonic()
     resumed = transfer.resumed_after(link_up, RECOVERY_LIMIT)
     assert transfer.finish(TOTAL / RATE + RECOVERY_LIMIT) == TOTAL
     figures: dict = {"resumed_s": round(resumed, 2)}
     for peer in pair.peers:
-        back, new = wait_reconnected(peer, marks[peer.name], before[peer.name], STEP)
-        figures[f"{peer.name}_connected_after_up_s"] = round(back - link_up, 1)
-        figures[f"{peer.name}_generation"] = f"{before[peer.name]}->{new}"
-        growth = rss_peak[peer.name] - rss_before[peer.name]
-        assert growth < MAX_RSS_GROWTH_KIB, f"{peer.name} grew {growth} KiB while the link was down"
-        figures[f"{peer.name}_rss_kib"] = f"{rss_before[peer.name]}->{rss_peak[peer.name]}"
+        back, new = wait_reconnected(peer, marks[peer.label], before[peer.label], STEP)
+        figures[f"{peer.label}_connected_after_up_s"] = round(back - link_up, 1)
+        figures[f"{peer.label}_generation"] = f"{before[peer.label]}->{new}"
+        growth = rss_peak[peer.label] - rss_before[peer.label]
+        assert growth < MAX_RSS_GROWTH_KIB, f"{peer.label} grew {growth} KiB while the link was down"
+        figures[f"{peer.label}_rss_kib"] = f"{rss_before[peer.label]}->{rss_peak[peer.label]}"
     return figures
 
 
@@ -200,13 +209,13 @@ def test_link_cut_twenty_times(topology: Topology, hub: Hub, processes: ProcessG
     if os.environ.get("FOWL_SLOW") != "1":
         pytest.skip("slow (about 5 minutes): run with FOWL_SLOW=1")
     pair = connect_pair(processes, topology)
-    start_rss = {peer.name: peer.rss_kib() for peer in pair.peers}
+    start_rss = {peer.label: rss_kib(peer.pid) for peer in pair.peers}
     resumed = []
     for number in range(20):
         figures = cut_link_once(processes, topology, pair)
         resumed.append(figures["resumed_s"])
         report(f"link cut {number + 1}/20", **figures)
-    end_rss = {peer.name: peer.rss_kib() for peer in pair.peers}
+    end_rss = {peer.label: rss_kib(peer.pid) for peer in pair.peers}
     report(
         "twenty link cuts",
         passed=len(resumed),
@@ -224,19 +233,19 @@ def move_each_side(processes: ProcessGroup, topology: Topology, ping: float | No
     received = 20 * MB
     for peer, new_address in ((pair.alice, "10.231.0.12"), (pair.bob, "10.231.0.13")):
         transfer.wait_received(received, STEP)
-        before = {p.name: generation(p) for p in pair.peers}
-        marks = {p.name: len(p.lines) for p in pair.peers}
-        peer.side.move_to(new_address)
+        before = {p.label: generation(p) for p in pair.peers}
+        marks = {p.label: p.mark() for p in pair.peers}
+        pair.side(peer).move_to(new_address)
         moved = time.monotonic()
         resumed = transfer.resumed_after(moved, limit)
         figures: dict = {"ping": ping or "default", "resumed_s": round(resumed, 2)}
         for p in pair.peers:
-            back, new = wait_reconnected(p, marks[p.name], before[p.name], limit)
-            figures[f"{p.name}_connected_s"] = round(back - moved, 1)
-            figures[f"{p.name}_generation"] = f"{before[p.name]}->{new}"
-        report(f"{peer.name} moved to {new_address}", **figures)
+            back, new = wait_reconnected(p, marks[p.label], before[p.label], limit)
+            figures[f"{p.label}_connected_s"] = round(back - moved, 1)
+            figures[f"{p.label}_generation"] = f"{before[p.label]}->{new}"
+        report(f"{peer.label} moved to {new_address}", **figures)
         assert resumed < limit
-        counts = [m["received"] for _, m in transfer.sink.since() if "received" in m]
+        counts = [m["received"] for m in transfer.sink.lines if "received" in m]
         received = counts[-1] + 20 * MB
     assert transfer.finish(TOTAL / RATE + limit) == TOTAL
 
@@ -263,19 +272,19 @@ def test_connection_reset(topology: Topology, hub: Hub, processes: ProcessGroup)
     received = 20 * MB
     for peer, other in ((pair.alice, pair.bob), (pair.bob, pair.alice)):
         transfer.wait_received(received, STEP)
-        before = {p.name: generation(p) for p in pair.peers}
-        marks = {p.name: len(p.lines) for p in pair.peers}
+        before = {p.label: generation(p) for p in pair.peers}
+        marks = {p.label: p.mark() for p in pair.peers}
         # the peer connection, direct or through the relay
         relay = f"{HUB_ADDRESS}:{RELAY_PORT}"
-        assert peer.side.reset_connections(other.side.address, relay) >= 1
+        assert pair.side(peer).reset_connections(pair.side(other).address, relay) >= 1
         reset = time.monotonic()
         resumed = transfer.resumed_after(reset, RECOVERY_LIMIT)
         figures: dict = {"resumed_s": round(resumed, 2)}
         for p in pair.peers:
-            back, new = wait_reconnected(p, marks[p.name], before[p.name], RECOVERY_LIMIT)
-            figures[f"{p.name}_generation"] = f"{before[p.name]}->{new}"
-            figures[f"{p.name}_connected_s"] = round(back - reset, 1)
-        report(f"reset by {peer.name}", **figures)
+            back, new = wait_reconnected(p, marks[p.label], before[p.label], RECOVERY_LIMIT)
+            figures[f"{p.label}_generation"] = f"{before[p.label]}->{new}"
+            figures[f"{p.label}_connected_s"] = round(back - reset, 1)
+        report(f"reset by {peer.label}", **figures)
         received += 20 * MB
     assert transfer.finish(TOTAL / RATE + RECOVERY_LIMIT) == TOTAL
 
@@ -286,7 +295,7 @@ def test_direct_path_blocked_uses_relay(topology: Topology, hub: Hub, processes:
     topology.bob.block(topology.alice.address)
     pair = connect_pair(processes, topology)
     for peer in pair.peers:
-        status = peer.statuses()[-1][1]
+        status = peer.find("status")[-1]
         assert status["path"] == "relay", status
         assert f"{HUB_ADDRESS}:{RELAY_PORT}" in status["hint"], status
     transfer = start_transfer(processes, topology, total=20 * MB)
@@ -298,10 +307,10 @@ def test_mailbox_restart_keeps_sessions(topology: Topology, hub: Hub, processes:
     pair = connect_pair(processes, topology)
     transfer = start_transfer(processes, topology)
     transfer.wait_received(20 * MB, STEP)
-    marks = {peer.name: len(peer.lines) for peer in pair.peers}
+    marks = {peer.label: peer.mark() for peer in pair.peers}
     processes.stop(hub.mailbox)
     for peer in pair.peers:
-        peer.lines.wait_for(lambda m: m.get("kind") == "status" and m["mailbox"] != "connected", STEP)
+        peer.wait_for(lambda m: m.get("kind") == "status" and m["mailbox"] != "connected", STEP)
     start_mailbox(processes, hub.side)
     restarted = time.monotonic()
     assert transfer.finish(TOTAL / RATE + STEP) == TOTAL
@@ -310,11 +319,11 @@ def test_mailbox_restart_keeps_sessions(topology: Topology, hub: Hub, processes:
     assert second.finish(STEP) == 5 * MB
     figures = {}
     for peer in pair.peers:
-        _, back, _ = peer.wait("status", STEP, marks[peer.name], mailbox="connected")
-        figures[f"{peer.name}_mailbox_back_s"] = round(back - restarted, 1)
-        status = peer.statuses()[-1][1]
+        back = peer.wait_seen(kind_is("status", mailbox="connected"), STEP, marks[peer.label]).at
+        figures[f"{peer.label}_mailbox_back_s"] = round(back - restarted, 1)
+        status = peer.find("status")[-1]
         assert status["phase"] == "connected", status
-        errors = [m for _, m in peer.lines.since(marks[peer.name]) if m.get("kind") == "error"]
+        errors = peer.find("error", marks[peer.label])
         assert not errors, errors
     report("mailbox restarted", **figures)
 
@@ -326,10 +335,10 @@ def test_killed_peer_is_reported_lost(topology: Topology, hub: Hub, processes: P
     assert topology.alice.listening(LISTEN_PORT)
     pair.bob.process.send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    _, lost_at, status = pair.alice.lines.wait_for(
+    lost_at = pair.alice.wait_seen(
         lambda m: m.get("kind") == "status" and "peer lost" in m.get("reason", ""), 60.0
-    )
-    _, closed_at, _ = pair.alice.wait("closed", 30.0)
+    ).at
+    closed_at = pair.alice.wait_seen(kind_is("closed"), 30.0).at
     assert not topology.alice.listening(LISTEN_PORT)
     assert pair.alice.process.wait(STEP) == 0
     report("bob killed", lost_after_s=round(lost_at - killed, 1), closed_after_s=round(closed_at - killed, 1))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from test_daemon import BUS_NAME, MANAGER, MANAGER_PATH, SESSION, fixed_profile, fowld_env, write_profile
+from test_daemon import BUS_NAME, MANAGER, MANAGER_PATH, SESSION, fixed_profile
 from test_durability import LISTEN_PORT, MB, SINK_PORT, STEP, report, start_transfer
 
+from harness.fowld import daemon_env, spawn_fowld, write_profile
 from harness.netns import Hub, Side, Topology
-from harness.servers import REPO_ROOT, ProcessGroup, read_line
+from harness.servers import REPO_ROOT, ProcessGroup, start_dbus_bus
+from harness.wait import until
 
 pytestmark = [
     pytest.mark.netns,
@@ -99,16 +100,20 @@ class Poller:
 
     def wait(self, state: str, timeout: float, above: int = -1, since: float = 0.0) -> tuple[float, int]:
         """First sample at or after ``since`` in ``state`` with Generation above ``above``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for seen, value, generation in list(self.samples):
-                if seen >= since and value == state and generation > above:
-                    return seen, generation
-            time.sleep(POLL)
-        tail = [(s, g) for _, s, g in self.samples[-8:]]
-        raise AssertionError(
-            f"{self.daemon.name}: no {state!r} above generation {above} in {timeout}s: {tail}"
-        )
+
+        def found() -> tuple[float, int] | None:
+            matching = (
+                (seen, generation)
+                for seen, value, generation in list(self.samples)
+                if seen >= since and value == state and generation > above
+            )
+            return next(matching, None)
+
+        def what() -> str:
+            tail = [(s, g) for _, s, g in self.samples[-8:]]
+            return f"{self.daemon.name}: {state!r} above generation {above}; last samples {tail}"
+
+        return until(found, what, timeout, POLL)
 
     def states_between(self, start: float, end: float) -> list[str]:
         return [value for seen, value, _ in self.samples if start <= seen <= end]
@@ -121,41 +126,32 @@ def bus_directory() -> Iterator[Path]:
         yield Path(directory)
 
 
-def start_bus(processes: ProcessGroup, side: Side, socket_path: Path) -> str:
-    argv = ["dbus-daemon", "--session", "--nofork", "--print-address=1", f"--address=unix:path={socket_path}"]
-    process = processes.spawn(side.exec(argv), stdout=subprocess.PIPE, name=f"dbus-{side.namespace}")
-    return read_line(process.stdout, STEP).decode().strip()
-
-
 def start_daemon(
     processes: ProcessGroup,
     topology: Topology,
     side: Side,
     name: str,
-    socket_path: Path,
+    bus_dir: Path,
     config: Path,
     body: str,
 ) -> Daemon:
     """A bus and a fowld in ``side`` whose only profile pairs with CODE through the hub."""
     profile = fixed_profile(topology.mailbox_url, topology.relay_hint, CODE, "on-failure", body)
     write_profile(config / "fowl" / "profiles", "durability", profile)
-    bus = start_bus(processes, side, socket_path)
-    environment = fowld_env(bus, config)
+    bus_dir.mkdir(parents=True, exist_ok=True)
+    bus = start_dbus_bus(processes, bus_dir, STEP, wrap=side.exec).address
+    environment = daemon_env(bus, config)
     del environment["FOWL_DIRECT_ADDRESSES"]  # offer the namespace's real address to the peer
-    argv = [sys.executable, "-m", "fowld", "-v", "--ping-interval", str(PING), "daemon"]
-    process = processes.spawn(side.exec(argv), env=environment, cwd=REPO_ROOT, name=f"fowld-{name}")
+    options = ("-v", "--ping-interval", str(PING), "daemon")
+    process = spawn_fowld(
+        processes, *options, env=environment, wrap=side.exec, cwd=REPO_ROOT, name=f"fowld-{name}"
+    )
     return Daemon(name, side, bus, process)
 
 
 def session_of(daemon: Daemon, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert daemon.process.poll() is None, f"fowld {daemon.name} exited with {daemon.process.returncode}"
-        path = daemon.session_path()
-        if path:
-            return path
-        time.sleep(POLL)
-    raise AssertionError(f"{daemon.name}: no autostarted session within {timeout}s")
+    what = f"{daemon.name}: an autostarted session"
+    return until(daemon.session_path, what, timeout, POLL, process=daemon.process)
 
 
 @pytest.mark.timeout(120)

@@ -6,10 +6,8 @@ address is an ``EndpointError`` with a message, never another exception.
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint
 
@@ -24,19 +22,7 @@ from fowld.engine.endpoints import (
     parse_listen,
     server_endpoint,
 )
-
-FUZZ = settings(
-    max_examples=int(os.environ.get("FOWL_FUZZ_EXAMPLES", "200")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
-
+from harness.wait import get_reactor
 
 # --- listen addresses ----------------------------------------------------------------------
 
@@ -128,7 +114,7 @@ def test_listen_address_for_port(port, interface, spec):
 
 
 def test_server_endpoints_are_the_kind_parsed():
-    reactor = _reactor()
+    reactor = get_reactor()
     assert isinstance(server_endpoint(reactor, parse_listen("tcp:0")), TCP4ServerEndpoint)
     assert isinstance(server_endpoint(reactor, parse_listen("tcp6:0")), TCP6ServerEndpoint)
     assert isinstance(server_endpoint(reactor, parse_listen("unix:/run/x.sock")), UNIXServerEndpoint)
@@ -188,7 +174,7 @@ def test_connect_address_for_port():
 
 
 def test_client_endpoint_reports_bad_options():
-    reactor = _reactor()
+    reactor = get_reactor()
     assert client_endpoint(reactor, parse_connect("unix:/run/x.sock")) is not None
     with pytest.raises(EndpointError, match="timeout"):
         client_endpoint(reactor, parse_connect("tcp:localhost:22:timeout=soon"))
@@ -212,10 +198,9 @@ _TEXTS = st.one_of(
 )
 
 
-@FUZZ
 @given(_TEXTS)
 def test_addresses_fail_only_with_endpoint_errors(text):
-    reactor = _reactor()
+    reactor = get_reactor()
     for parse, build in ((parse_listen, server_endpoint), (parse_connect, client_endpoint)):
         try:
             address = parse(text)
@@ -233,7 +218,6 @@ _HOSTS = st.sampled_from(["127.0.0.1", "::1", "localhost", "192.0.2.7", "fe80::1
 _PATHS = st.text(alphabet=st.sampled_from("abcXYZ019._-/"), min_size=1, max_size=30).map(lambda p: "/" + p)
 
 
-@FUZZ
 @given(st.integers(0, 65535), st.none() | _HOSTS, _PATHS)
 def test_normalised_listen_addresses_read_back_the_same(port, host, path):
     tcp = parse_listen(f"tcp:{port}" + (f":interface={escape(host)}" if host else ""))
@@ -243,14 +227,12 @@ def test_normalised_listen_addresses_read_back_the_same(port, host, path):
     assert parse_listen(unix.spec) == unix and unix.path == path
 
 
-@FUZZ
 @given(st.integers(0, 65535), st.sampled_from(["", "tcp:", "tcp6:", "tcp:port="]))
 def test_listeners_without_an_interface_bind_loopback(port, prefix):
     address = parse_listen(f"{prefix}{port}")
     assert address.host == ("::1" if prefix == "tcp6:" else "127.0.0.1")
 
 
-@FUZZ
 @given(st.integers(1, 65535), _HOSTS)
 def test_normalised_connect_addresses_read_back_the_same(port, host):
     address = parse_connect(f"tcp:host={escape(host)}:port={port}")

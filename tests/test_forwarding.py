@@ -8,6 +8,7 @@ refusals a well-behaved peer never provokes.
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 
@@ -36,6 +36,7 @@ from harness.peers import (
     wait_dilated,
 )
 from harness.servers import free_port
+from harness.wait import eventually, get_reactor, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,18 +103,15 @@ def close_both(*peers: StdioPeer) -> None:
         assert peer.bad_lines == [], f"{peer.label} printed non-JSON lines: {peer.bad_lines[:3]}"
 
 
-def _refused_soon(address: tuple[str, int], timeout: float = 2.0) -> bool:
-    """Whether connections to ``address`` are refused within ``timeout``.
+def _refused(address: tuple[str, int]) -> bool:
+    """Whether a connection to ``address`` is refused now.
 
-    A listener closes in the reactor turn after its "listener-stopped" line.
+    A listener closes in the reactor turn after its "listener-stopped" line: poll it.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            open_socket(address, timeout=timeout).close()
-        except ConnectionRefusedError:
-            return True
-        time.sleep(0.05)
+    try:
+        open_socket(address, timeout=2.0).close()
+    except ConnectionRefusedError:
+        return True
     return False
 
 
@@ -265,7 +263,7 @@ def test_remove_and_add_services_mid_session(connected, hash_server):
     a.send("remove-remote", name="svc")
     stopped = b.wait_kind("listener-stopped", name="svc")
     assert stopped["reason"], stopped
-    assert _refused_soon((LOOPBACK, old_port)), "the old listener still accepts connections"
+    until(lambda: _refused((LOOPBACK, old_port)), "the old listener refusing connections", 2.0)
 
     # offered again, now ending at another server
     new_port = offer(a, b, "svc", second.port)["listening_port"]
@@ -279,7 +277,7 @@ def test_remove_and_add_services_mid_session(connected, hash_server):
     assert b.wait_kind("listener-stopped", since=since, name="svc")["reason"] == "removed"
     failed = a.wait_kind("listening-failed", name="svc")
     assert failed["reason"], failed
-    assert _refused_soon((LOOPBACK, new_port)), "the removed listener still accepts connections"
+    until(lambda: _refused((LOOPBACK, new_port)), "the removed listener refusing connections", 2.0)
 
     # both sides declare it again
     a.send("remove-remote", name="svc")
@@ -410,6 +408,26 @@ def test_stdin_eof_on_one_side_ends_both(connected, hash_server):
     assert b.find("listener-stopped", name="svc"), b.describe()
 
 
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_closes_gracefully_and_the_peer_hears_it(connected, signal_name):
+    a, b = connected()
+    a.process.send_signal(getattr(signal, signal_name))
+    assert a.wait_exit() == 0, a.describe()
+    assert a.lines[-1] == {"kind": "closed", "result": "happy"}, a.describe()
+    # the peer learns of it from our "closing" message at once, not from missed keep-alives
+    closed = b.wait_kind("closed", timeout=5)
+    assert closed == {"kind": "closed", "result": "happy"}, b.describe()
+    assert b.wait_exit() == 0
+
+
+def test_a_service_with_no_port_fails_clearly_when_the_peer_names_none(connected):
+    a, b = connected()
+    a.send("remote", name="where")  # connect where the peer says, as upstream's `remote` does
+    b.send("local", name="where")  # ... and the peer says nothing
+    failed = a.wait_kind("listening-failed", name="where")
+    assert "named no port" in failed["reason"], a.describe()
+
+
 def test_stdin_eof_before_any_peer_exits_cleanly(start_peer):
     lonely = start_peer(label="lonely")
     lonely.send("allocate-code")
@@ -447,12 +465,6 @@ def test_duplicate_declarations_are_refused(connected, hash_server):
 # --- refusals a well-behaved peer never provokes, driven in-process --------------------
 
 
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
-
-
 def _next_event(session: Session, wanted: Callable[[events.Event], bool], timeout: float = 10.0) -> Deferred:
     """Fires with the first matching event from now on, outside the engine's call stack."""
     got: Deferred = Deferred()
@@ -462,16 +474,16 @@ def _next_event(session: Session, wanted: Callable[[events.Event], bool], timeou
         if not seen and wanted(event):
             seen.append(event)
             unsubscribe()
-            _reactor().callLater(0, lambda: got.called or got.callback(event))
+            get_reactor().callLater(0, lambda: got.called or got.callback(event))
 
     unsubscribe = session.subscribe(check)
     got.addErrback(lambda failure: (unsubscribe(), failure)[1])
-    return got.addTimeout(timeout, _reactor())
+    return got.addTimeout(timeout, get_reactor())
 
 
 async def _paired_sessions(mailbox_url: str, relay: str, limits: Limits) -> tuple[Session, Session]:
     config = SessionConfig(mailbox_url=mailbox_url, transit_relay=relay, limits=limits)
-    first, second = Session(config, _reactor()), Session(config, _reactor())
+    first, second = Session(config, get_reactor()), Session(config, get_reactor())
     for session in (first, second):
         session.startService()
     code = _next_event(first, lambda e: isinstance(e, events.CodeAllocated))
@@ -488,16 +500,9 @@ async def _connected(session: Session) -> None:
         )
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        await task.deferLater(_reactor(), 0.02, lambda: None)
-
-
 async def _close(*sessions: Session) -> None:
     for session in sessions:
-        await session.close(timeout=5).addTimeout(15, _reactor())
+        await session.close(timeout=5).addTimeout(15, get_reactor())
 
 
 async def _refuse_undeclared(service_side: Session, client_side: Session) -> tuple:
@@ -517,7 +522,7 @@ async def test_undeclared_client_is_refused_after_the_bounded_wait(mailbox, tran
     try:
         refusal, failure, waited = await _refuse_undeclared(service_side, client_side)
         offer = service_side._forwarder._services["ghost"]
-        await _until(lambda: offer.channel is None)  # its control channel is closed
+        await eventually(lambda: offer.channel is None, "its control channel closed", 5.0)
         state = offer.status.state.value
     finally:
         await _close(service_side, client_side)
@@ -535,7 +540,7 @@ async def test_session_closes_right_after_a_refused_service(mailbox, transit_rel
     service_side, client_side = await _paired_sessions(mailbox.url, transit_relay.hint, limits)
     try:
         await _refuse_undeclared(service_side, client_side)
-        result = await service_side.close(timeout=5).addTimeout(15, _reactor())
+        result = await service_side.close(timeout=5).addTimeout(15, get_reactor())
     finally:
         await _close(client_side)
     assert result == "happy"

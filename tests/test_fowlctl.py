@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,9 @@ from fowlctl.render import (
     table,
 )
 from fowlctl.watch import event_from_signal, event_json, event_line, owner_event
+from harness.fowld import spawn_fowld, write_profile
 from harness.servers import REPO_ROOT, ProcessGroup, dbus_daemon, read_line, start_dbus_bus
+from harness.wait import until
 
 FOWLCTL = [sys.executable, "-m", "fowlctl"]
 RUN_TIMEOUT = 30.0  # seconds for one fowlctl run
@@ -395,7 +396,7 @@ def _fowlctl(
 
 
 def test_check_accepts_the_example_profiles() -> None:
-    files = sorted(str(p) for p in (REPO_ROOT / "config").glob("*.yaml"))
+    files = sorted(str(p) for p in (REPO_ROOT / "fowld" / "data" / "examples").glob("*.yaml"))
     assert files
     result = _fowlctl("check", *files)
     assert result.returncode == 0, result.stderr
@@ -424,6 +425,15 @@ def test_check_reports_file_and_line_and_exits_1(tmp_path: Path) -> None:
         (str(bad), False, None),
     ]
     assert as_json["files"][1]["error"].startswith(f"{bad}:4: ")
+
+
+def test_check_refuses_what_fowld_would_skip(tmp_path: Path) -> None:
+    # one loader, one verdict: fowld reads only NAME.yaml, so a .yml file fails the check
+    old = tmp_path / "old.yml"
+    old.write_text("services:\n  - name: web\n    connect: 8000\n")
+    result = _fowlctl("check", str(old))
+    assert result.returncode == 1
+    assert result.stderr == f"{old}: ignored: profile files must end in .yaml\n"
 
 
 def test_check_warns_about_a_readable_fixed_code(tmp_path: Path) -> None:
@@ -499,21 +509,7 @@ class Side:
         return self.ctl_json("list")["sessions"]
 
     def write_profile(self, name: str, text: str) -> Path:
-        path = self.profiles / f"{name}.yaml"
-        path.write_text(text)
-        path.chmod(0o600)
-        return path
-
-
-def _wait_until(check, timeout: float = STEP_TIMEOUT, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.1)
+        return write_profile(self.profiles, name, text)
 
 
 def _start_side(group: ProcessGroup, name: str, base: Path, profile_text: str, profile: str) -> Side:
@@ -524,7 +520,7 @@ def _start_side(group: ProcessGroup, name: str, base: Path, profile_text: str, p
     bus = start_dbus_bus(group, base)
     env = _clean_env(DBUS_SESSION_BUS_ADDRESS=bus.address, XDG_CONFIG_HOME=str(base / "config"))
     # Relay only: the two fowlds then never leave loopback for a direct path.
-    daemon = group.spawn([sys.executable, "-m", "fowld", "--relay-only"], env=env, name=f"fowld-{name}")
+    daemon = spawn_fowld(group, "--relay-only", env=env, name=f"fowld-{name}")
     side = Side(name, env, profiles, daemon)
     side.write_profile(profile, profile_text)
 
@@ -533,7 +529,7 @@ def _start_side(group: ProcessGroup, name: str, base: Path, profile_text: str, p
             raise AssertionError(f"fowld {name} exited: {group.describe(daemon)}")
         return side.ctl("profiles", timeout=READY_TIMEOUT).returncode == 0
 
-    _wait_until(ready, READY_TIMEOUT, f"fowld {name} on its bus")
+    until(ready, f"fowld {name} on its bus", READY_TIMEOUT, 0.1)
     return side
 
 
@@ -580,7 +576,7 @@ def _close_all(*sides: Side) -> None:
     for side in sides:
         for s in side.sessions():
             side.ctl("close", s["id"])
-        _wait_until(lambda side=side: not side.sessions(), what=f"{side.name} without sessions")
+        until(lambda side=side: not side.sessions(), f"{side.name} without sessions", STEP_TIMEOUT, 0.1)
 
 
 def test_invite_accept_forward_list_status_ping_close(pair, processes, echo_server) -> None:
@@ -627,7 +623,7 @@ def test_invite_accept_forward_list_status_ping_close(pair, processes, echo_serv
         done = s["bytes_in"] == s["bytes_out"] == len(payload) and s["open_connections"] == 0
         return s if done and s["total_connections"] == 1 else None
 
-    bob_session = _wait_until(counted, what="bob's byte counters")
+    bob_session = until(counted, "bob's byte counters", STEP_TIMEOUT, 0.1)
 
     # Human output: list and status, addressed by number and by prefix.
     listed = bob.ctl("list")
@@ -647,7 +643,7 @@ def test_invite_accept_forward_list_status_ping_close(pair, processes, echo_serv
 
     closed = bob.ctl("close", number)
     assert (closed.returncode, closed.stdout) == (0, f"Closed session {bob_session['id']}.\n")
-    _wait_until(lambda: not bob.sessions(), what="bob's session removed")
+    until(lambda: not bob.sessions(), "bob's session removed", STEP_TIMEOUT, 0.1)
     _close_all(alice)
 
     watch.send_signal(signal.SIGINT)
@@ -679,7 +675,7 @@ def test_invite_times_out_and_closes_its_session(pair) -> None:
     result = alice.ctl("invite", "share", "--timeout", "1")
     assert result.returncode == ExitCode.TIMEOUT
     assert re.search(r"fowlctl: no peer connected within 1 s; closed session share-\d+\n$", result.stderr)
-    _wait_until(lambda: not alice.sessions(), what="the timed-out session removed")
+    until(lambda: not alice.sessions(), "the timed-out session removed", STEP_TIMEOUT, 0.1)
 
 
 def test_no_wait_and_interrupted_wait_leave_the_session_running(pair, processes) -> None:
@@ -695,6 +691,18 @@ def test_no_wait_and_interrupted_wait_leave_the_session_running(pair, processes)
     assert states[started["session"]] == ("waiting", "")  # the code is shown only by invite itself
     assert len(states) == 2
     _close_all(alice)
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_watch_stopped_by_sigterm_exits_0_quietly(pair, processes, json_mode) -> None:
+    # what an applet does to the watcher it started
+    alice, _ = pair
+    watch = alice.spawn_ctl(processes, "watch", *(["--json"] if json_mode else []))
+    assert b"Watching" in read_line(watch.stderr, STEP_TIMEOUT)
+    watch.send_signal(signal.SIGTERM)
+    assert watch.wait(STEP_TIMEOUT) == 0
+    assert watch.stderr.read() == b""
+    assert watch.stdout.read() == b""  # no error object, no traceback: nothing happened
 
 
 def test_profiles_and_reload(pair) -> None:

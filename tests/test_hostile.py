@@ -24,17 +24,12 @@ from hostile_peer import (
     Echo,
     HostilePeer,
     RawChannel,
+    against_fowld,
     echo_round_trip,
     flood,
     frame,
-    join_as_hostile_peer,
     listener_request,
     raw_frame,
-    rss_kib,
-    sleep,
-    spawn_fowld,
-    stdout_lines,
-    until,
 )
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
@@ -44,6 +39,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from fowld.engine import events
 from fowld.engine.limits import Limits
 from fowld.engine.session import Session, SessionConfig
+from harness.stats import rss_kib
+from harness.wait import eventually, get_reactor, sleep
 
 LOOPBACK = "127.0.0.1"
 STEP = 10.0  # seconds for any one step on loopback
@@ -55,12 +52,6 @@ LIMITS = Limits(
     stream_open_timeout=1.0,
     early_data_limit=16 * 1024,
 )
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
 
 
 @dataclass
@@ -99,7 +90,7 @@ def _error_observer(sink: list) -> Callable[[dict], None]:
 
 @pytest_twisted.async_yield_fixture
 async def scene(mailbox):
-    reactor = _reactor()
+    reactor = get_reactor()
     logged: list[str] = []
     observer = _error_observer(logged)
     globalLogPublisher.addObserver(observer)
@@ -114,7 +105,7 @@ async def scene(mailbox):
     peer = None
     try:
         session.allocate_code()
-        code = await until(lambda: session.status.code, "no code allocated")
+        code = await eventually(lambda: session.status.code, "no code allocated")
         peer = await HostilePeer.join(reactor, mailbox.url, code)
         request = await peer.incoming_control()
         assert await request.next_frame() == {
@@ -122,7 +113,7 @@ async def scene(mailbox):
             "unique-name": "echo",
             "listen-port": None,
         }
-        await until(lambda: session.status.phase.value == "connected", "session not connected")
+        await eventually(lambda: session.status.phase.value == "connected", "session not connected")
         yield Scene(session, peer, request, seen, logged)
     finally:
         if peer is not None:
@@ -138,7 +129,7 @@ async def scene(mailbox):
 @pytest_twisted.ensureDeferred
 async def test_declared_service_echoes_for_the_peer(scene):
     await scene.echo_round_trip()
-    closed = await until(lambda: scene.of_type(events.StreamClosed), "no stream closed event")
+    closed = await eventually(lambda: scene.of_type(events.StreamClosed), "no stream closed event")
     assert closed[0].name == "echo" and closed[0].total_out_of_tunnel == 1 << 20
     scene.assert_quiet()
 
@@ -221,17 +212,22 @@ async def test_silent_stream_is_dropped_after_the_open_timeout(scene):
     scene.assert_quiet()
 
 
+async def _echoed_back(scene: Scene, channel: RawChannel, early: bytes) -> None:
+    """The stream to "echo" is accepted and its early data comes back whole; then it closes."""
+    assert await channel.next_frame() == {"connected": True}
+    assert await channel.read_exactly(len(early)) == early
+    channel.close()
+    await channel.wait_closed()
+    scene.assert_quiet()
+
+
 @pytest_twisted.ensureDeferred
 async def test_early_data_in_its_own_record_reaches_the_service(scene):
     channel = await scene.peer.open(STREAM)
     channel.send(frame({"unique-name": "echo"}))
     early = os.urandom(LIMITS.early_data_limit // 2)
     channel.send(early)  # before our reply: kept, then delivered
-    assert await channel.next_frame() == {"connected": True}
-    assert await channel.read_exactly(len(early)) == early
-    channel.close()
-    await channel.wait_closed()
-    scene.assert_quiet()
+    await _echoed_back(scene, channel, early)
 
 
 @pytest_twisted.ensureDeferred
@@ -240,11 +236,7 @@ async def test_early_data_in_the_opening_record_is_data_not_frames(scene):
     channel = await scene.peer.open(STREAM)
     early = raw_frame(b"\x80") + bytes(range(256)) * 16  # starts like an empty-map frame
     channel.send(frame({"unique-name": "echo"}) + early)  # one record: header and data together
-    assert await channel.next_frame() == {"connected": True}
-    assert await channel.read_exactly(len(early)) == early
-    channel.close()
-    await channel.wait_closed()
-    scene.assert_quiet()
+    await _echoed_back(scene, channel, early)
 
 
 @pytest_twisted.ensureDeferred
@@ -270,7 +262,7 @@ async def test_huge_data_after_a_refused_opening_is_ignored(scene):
     reply = await channel.next_frame()
     assert reply["connected"] is False and "nope" in reply["reason"]
     await channel.wait_closed()
-    await until(lambda: scene.session.open_streams == 0, "refused stream still counted")
+    await eventually(lambda: scene.session.open_streams == 0, "refused stream still counted")
     await scene.echo_round_trip()
     scene.assert_quiet()
 
@@ -293,7 +285,7 @@ async def test_flood_of_stream_opens_beyond_the_limit(scene):
     assert scene.session.open_streams == LIMITS.max_streams
     for channel in channels:
         channel.close()
-    await until(lambda: scene.session.open_streams == 0, "streams not all closed")
+    await eventually(lambda: scene.session.open_streams == 0, "streams not all closed")
     await scene.echo_round_trip()
     scene.assert_quiet()
 
@@ -312,7 +304,7 @@ async def test_opens_held_back_before_their_opening_messages_respect_the_limit(s
     assert scene.session.open_streams <= LIMITS.max_streams
     for channel in channels:
         channel.close()
-    await until(lambda: scene.session.open_streams == 0, "streams not all closed")
+    await eventually(lambda: scene.session.open_streams == 0, "streams not all closed")
     scene.assert_quiet()
 
 
@@ -331,7 +323,7 @@ async def test_repeated_floods_leave_nothing_behind(scene):
     for _ in range(3):
         accepted, _ = await flood(scene.peer, opens)
         assert accepted == LIMITS.max_streams
-        await until(lambda: scene.session.open_streams == 0, "streams not all closed")
+        await eventually(lambda: scene.session.open_streams == 0, "streams not all closed")
     scene.seen.clear()
     grown = {kind: n - before[kind] for kind, n in _live_objects().items() if n - before[kind] > 50}
     assert grown == {}, f"after {3 * opens} more opens, these grew: {grown}"
@@ -384,7 +376,7 @@ async def test_listener_for_the_wanted_name_binds_loopback_once(scene):
     again = await channel.next_frame()
     assert again["listening"] is False and "already listening" in again["reason"]
     channel.close()
-    stopped = await until(lambda: scene.of_type(events.ClientStopped), "listener not stopped")
+    stopped = await eventually(lambda: scene.of_type(events.ClientStopped), "listener not stopped")
     assert stopped[0].name == "wanted"
     scene.assert_quiet()
 
@@ -434,7 +426,7 @@ async def test_partial_control_frame_holds_only_that_channel(scene):
 async def test_unsolicited_listener_response_is_ignored(scene):
     channel = await scene.peer.open(CONTROL)
     channel.send(frame({"kind": "listener-response", "unique-name": "echo", "listening": True}))
-    (refusal,) = await until(lambda: scene.refused("message"), "no refusal")
+    (refusal,) = await eventually(lambda: scene.refused("message"), "no refusal")
     assert refusal.name == "echo" and "unexpected" in refusal.reason
     channel.send(listener_request("wanted"))  # the channel is still usable
     assert (await channel.next_frame())["listening"] is True
@@ -457,7 +449,7 @@ async def test_garbage_answer_to_our_service_request_fails_that_service_only(sce
 async def test_flood_of_control_channels_beyond_the_limit(scene):
     opens = 4 * LIMITS.max_control_channels
     channels = [await scene.peer.open(CONTROL) for _ in range(opens)]
-    await until(
+    await eventually(
         lambda: sum(c.closed.called for c in channels) >= opens - LIMITS.max_control_channels,
         "excess control channels not closed",
     )
@@ -479,7 +471,7 @@ async def test_flood_of_control_channels_beyond_the_limit(scene):
 @pytest_twisted.ensureDeferred
 async def test_unknown_mailbox_message_is_refused_and_ignored(scene, payload):
     scene.peer.send_mailbox_message(payload)
-    (refusal,) = await until(lambda: scene.refused("message"), "no refusal")
+    (refusal,) = await eventually(lambda: scene.refused("message"), "no refusal")
     assert "unknown mailbox message" in refusal.reason
     await scene.echo_round_trip()
     scene.assert_quiet()
@@ -500,7 +492,7 @@ async def _connect_local(port: int) -> Protocol:
         def connectionLost(self, reason: object) -> None:
             self.lost.callback(None)
 
-    endpoint = TCP4ClientEndpoint(_reactor(), LOOPBACK, port, timeout=STEP)
+    endpoint = TCP4ClientEndpoint(get_reactor(), LOOPBACK, port, timeout=STEP)
     return await endpoint.connect(Factory.forProtocol(Collect))
 
 
@@ -523,9 +515,9 @@ async def test_bad_stream_reply_from_the_peer_closes_the_local_connection(scene,
     stream = await scene.peer.incoming_stream()
     assert await stream.next_frame() == {"unique-name": "wanted"}
     stream.send(reply)
-    await local.lost.addTimeout(STEP, _reactor())
+    await local.lost.addTimeout(STEP, get_reactor())
     assert bytes(local.data) == b""
-    closed = await until(lambda: scene.of_type(events.StreamClosed), "stream not closed")
+    closed = await eventually(lambda: scene.of_type(events.StreamClosed), "stream not closed")
     assert closed[0].name == "wanted" and reason in (closed[0].reason or "")
     scene.assert_quiet()
 
@@ -535,12 +527,8 @@ async def test_bad_stream_reply_from_the_peer_closes_the_local_connection(scene,
 
 @pytest_twisted.ensureDeferred
 async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, processes):
-    reactor = _reactor()
-    echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
-    fowld = spawn_fowld(processes, mailbox.url)
-    peer = None
-    try:
-        peer = await join_as_hostile_peer(reactor, mailbox.url, processes, fowld, echo.getHost().port)
+    async with against_fowld(processes, mailbox.url) as scene:
+        fowld, peer = scene.fowld, scene.peer
         before = rss_kib(fowld.pid)
         limit = Limits().max_streams
         rss = []
@@ -551,22 +539,17 @@ async def test_fowld_process_survives_floods_with_bounded_memory(mailbox, proces
             await sleep(0.5)  # let the process finish its closing work
             rss.append(rss_kib(fowld.pid))
         await echo_round_trip(peer, 4 << 20)
-        assert fowld.poll() is None, processes.describe(fowld)
+        assert fowld.process.poll() is None, fowld.describe()
         # One flood may grow the heap once; later floods must reuse it, not add to it.
         assert rss[-1] - rss[0] < 8 * 1024, f"RSS {before} KiB before, then {rss} KiB"
         assert max(rss) - before < 64 * 1024, f"RSS {before} KiB before, then {rss} KiB"
-        await peer.close()
-        peer = None
-        await until(lambda: fowld.poll() is not None, "fowld did not exit", STEP)
-        assert fowld.returncode == 0, processes.describe(fowld)
-        lines = stdout_lines(processes, fowld)
+        await scene.close_peer()
+        await eventually(lambda: fowld.ended and fowld.process.poll() is not None, "fowld exited", STEP)
+        assert fowld.process.returncode == 0, fowld.describe()
+        lines = fowld.lines
         assert lines[-1]["kind"] == "closed"
         refused = [m for m in lines if m["kind"] == "error" and m.get("refused") == "stream"]
         assert len(refused) == 3 * (1000 - limit)
-        _, stderr = processes.output(fowld)
+        _, stderr = processes.output(fowld.process)
         assert "Traceback" not in stderr and "Unhandled" not in stderr, stderr
         print(f"fowld RSS: {before} KiB after warm-up, {rss} KiB after each flood of 1000")
-    finally:
-        if peer is not None:
-            await peer.close()
-        await echo.stopListening()

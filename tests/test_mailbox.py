@@ -20,6 +20,7 @@ from twisted.internet.protocol import Factory, Protocol
 from fowld.engine.endpoints import EndpointError
 from fowld.mailbox import EmbeddedMailbox, mailbox_url, start_embedded_mailbox
 from harness.servers import STOP_TIMEOUT, ProcessGroup, free_port, read_line, wait_for_port
+from harness.wait import get_reactor
 
 APPID = "meejah.ca/wormhole/forward"
 STEP_TIMEOUT = 5.0  # seconds for any one wormhole step on loopback
@@ -27,19 +28,13 @@ CODE = re.compile(r"^\d+-[a-z]+-[a-z]+$")
 URL = re.compile(r"^ws://127\.0\.0\.1:(\d+)/v1$")
 
 
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
-
-
 def _within(d, seconds: float = STEP_TIMEOUT):
-    return d.addTimeout(seconds, _reactor())
+    return d.addTimeout(seconds, get_reactor())
 
 
 async def _exchange(url: str) -> tuple[str, bytes, bytes]:
     """Two wormholes meet on ``url`` and swap a message each way; returns (code, got1, got2)."""
-    reactor = _reactor()
+    reactor = get_reactor()
     first = wormhole.create(APPID, url, reactor)
     second = wormhole.create(APPID, url, reactor)
     try:
@@ -94,12 +89,12 @@ def test_mailbox_url_brackets_ipv6_and_names_loopback_for_wildcards(host, port, 
 
 def test_embedded_mailbox_refuses_a_unix_socket():
     with pytest.raises(EndpointError, match="over TCP"):
-        EmbeddedMailbox(_reactor(), "unix:path=mailbox.sock")
+        EmbeddedMailbox(get_reactor(), "unix:path=mailbox.sock")
 
 
 @pytest_twisted.ensureDeferred
 async def test_embedded_mailbox_relays_between_two_wormholes():
-    mailbox = await start_embedded_mailbox(_reactor(), "tcp:0")
+    mailbox = await start_embedded_mailbox(get_reactor(), "tcp:0")
     try:
         port = int(URL.match(mailbox.url).group(1))
         assert port > 0
@@ -113,7 +108,7 @@ async def test_embedded_mailbox_relays_between_two_wormholes():
 @pytest.mark.skipif(not _ipv6_loopback_available(), reason="no IPv6 loopback (::1) here")
 @pytest_twisted.ensureDeferred
 async def test_embedded_mailbox_on_ipv6_loopback():
-    mailbox = await start_embedded_mailbox(_reactor(), "[::1]:0")
+    mailbox = await start_embedded_mailbox(get_reactor(), "[::1]:0")
     try:
         assert re.match(r"^ws://\[::1\]:\d+/v1$", mailbox.url), mailbox.url
         _, got_by_first, _ = await _exchange(mailbox.url)
@@ -124,7 +119,7 @@ async def test_embedded_mailbox_on_ipv6_loopback():
 
 @pytest_twisted.ensureDeferred
 async def test_stopped_embedded_mailbox_closes_its_port():
-    reactor = _reactor()
+    reactor = get_reactor()
     mailbox = await start_embedded_mailbox(reactor, "tcp:0")
     port = int(URL.match(mailbox.url).group(1))
     client = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=STEP_TIMEOUT)
@@ -139,7 +134,7 @@ async def test_stopped_embedded_mailbox_closes_its_port():
 
 @pytest_twisted.ensureDeferred
 async def test_embedded_mailbox_reports_a_port_in_use():
-    reactor = _reactor()
+    reactor = get_reactor()
     first = await start_embedded_mailbox(reactor, "tcp:0")
     port = int(URL.match(first.url).group(1))
     try:

@@ -11,6 +11,7 @@ import pytest_twisted
 from twisted.internet import protocol, reactor, task
 
 from fowld.daemon.notify import Notifier, NotifyService, watchdog_interval
+from harness.wait import datagrams
 
 NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -35,18 +36,7 @@ def notify_socket(tmp_path_factory, clean_environment):
 
 def receive(sock: socket.socket, count: int, timeout: float = 2.0) -> list[str]:
     """Up to ``count`` datagrams, waiting at most ``timeout`` seconds in all."""
-    messages: list[str] = []
-    deadline = time.monotonic() + timeout
-    while len(messages) < count:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            messages.append(sock.recv(4096).decode())
-        except TimeoutError:
-            break
-    return messages
+    return datagrams(sock, lambda received: len(received) >= count, timeout, fail=False)
 
 
 def monotonic_usec() -> int:

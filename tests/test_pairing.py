@@ -30,9 +30,7 @@ from test_daemon import (
     busctl,
     call,
     properties,
-    second_bus,  # noqa: F401 (a fixture)
     start_fowld,
-    wait_for,
     write_profile,
 )
 
@@ -40,6 +38,12 @@ from fowld.daemon.pairings import PairingStore
 from fowld.engine import pairing
 from harness.peers import HashServer, exchange, start_ours, start_upstream
 from harness.servers import ProcessGroup, free_port, start_mailbox
+from harness.wait import until
+
+
+def wait_for(what: str, check, timeout: float = 20.0):
+    return until(check, what, timeout, 0.1)
+
 
 RESTART_TARGET = 10.0  # seconds from "restarted daemon is up" to data flowing (the target)
 MARGIN = 5.0  # a loaded 2-core test machine: honest slack over the target
@@ -144,7 +148,7 @@ class Pairs:
 
 
 @pytest.fixture
-def pairs(processes, dbus_bus, second_bus, mailbox, transit_relay, tmp_path):  # noqa: F811
+def pairs(processes, dbus_bus, second_bus, mailbox, transit_relay, tmp_path):
     p = Pairs(processes, (dbus_bus.address, second_bus), mailbox.url, transit_relay.hint, tmp_path)
     yield p
     p.server.close()
@@ -368,7 +372,7 @@ def standby_nameplate(side: Side, name: str) -> str:
 
 
 @pytest.fixture
-def own_mailbox_pairs(processes, dbus_bus, second_bus, fresh_mailbox, transit_relay, tmp_path):  # noqa: F811
+def own_mailbox_pairs(processes, dbus_bus, second_bus, fresh_mailbox, transit_relay, tmp_path):
     box = fresh_mailbox()
     p = Pairs(processes, (dbus_bus.address, second_bus), box.url, transit_relay.hint, tmp_path)
     p.box = box

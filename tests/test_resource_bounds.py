@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,36 +20,25 @@ import pytest
 import pytest_twisted
 from hostile_peer import (
     CONTROL,
-    Echo,
     HostilePeer,
     RawChannel,
+    against_fowld,
     echo_round_trip,
     flood,
-    join_as_hostile_peer,
     listener_request,
-    rss_kib,
-    spawn_fowld,
-    stdout_lines,
-    until,
 )
-from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.protocol import Factory
 
 from fowld.engine.limits import Limits
-from harness.peers import explained, pair, start_ours, wait_dilated
-from harness.servers import LOOPBACK, ProcessGroup
+from harness.peers import StdioPeer, explained, pair, start_ours, wait_dilated
+from harness.servers import LOOPBACK
+from harness.stats import rss_kib
+from harness.wait import eventually
 
 SLOW = os.environ.get("FOWL_SLOW") == "1"
 SLOW_REASON = "slow: run with FOWL_SLOW=1"
 RSS_BOUND_KIB = 16 * 1024  # growth allowed for one fowld process
 LIMITS = Limits()  # what a fowld process runs with unless told otherwise
 FLOOD_ROUND = 1000  # stream opens or listener requests sent at once
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
 
 
 def _attempts(count: int, seconds: int) -> pytest.param:
@@ -68,38 +56,24 @@ def _attempts(count: int, seconds: int) -> pytest.param:
 class Target:
     """A real ``fowld --stdio`` offering ``echo`` and wanting ``wanted``, joined by a hostile peer."""
 
-    process: subprocess.Popen
-    processes: ProcessGroup
+    fowld: StdioPeer
     peer: HostilePeer
 
-    def lines(self) -> list[dict]:
-        return stdout_lines(self.processes, self.process)
-
     def refusals(self, what: str) -> list[dict]:
-        return [m for m in self.lines() if m["kind"] == "error" and m.get("refused") == what]
+        return [m for m in self.fowld.find("error") if m.get("refused") == what]
 
     def rss_kib(self) -> int:
-        assert self.process.poll() is None, self.processes.describe(self.process)
-        return rss_kib(self.process.pid)
+        assert self.fowld.process.poll() is None, self.fowld.describe()
+        return rss_kib(self.fowld.pid)
 
 
 @pytest_twisted.async_yield_fixture
 async def target(mailbox, processes) -> AsyncIterator[Target]:
-    reactor = _reactor()
-    echo = await TCP4ServerEndpoint(reactor, 0, interface=LOOPBACK).listen(Factory.forProtocol(Echo))
-    fowld = spawn_fowld(processes, mailbox.url)
-    peer = None
-    try:
-        peer = await join_as_hostile_peer(reactor, mailbox.url, processes, fowld, echo.getHost().port)
-        yield Target(fowld, processes, peer)
-        assert fowld.poll() is None, processes.describe(fowld)
-        _, stderr = processes.output(fowld)
+    async with against_fowld(processes, mailbox.url) as scene:
+        yield Target(scene.fowld, scene.peer)
+        assert scene.fowld.process.poll() is None, scene.fowld.describe()
+        _, stderr = processes.output(scene.fowld.process)
         assert "Traceback" not in stderr and "Unhandled" not in stderr, stderr[-3000:]
-    finally:
-        if peer is not None:
-            await peer.close()
-        processes.stop(fowld)
-        await echo.stopListening()
 
 
 @pytest.mark.parametrize("attempts", [_attempts(2000, 120), _attempts(10_000, 600)])
@@ -121,7 +95,7 @@ async def test_endless_stream_opens_keep_memory_bounded(target, attempts):
         refusals = target.refusals("stream")
         return refusals if len(refusals) == attempts - accepted else None
 
-    refused = await until(all_refusals, "not every refusal reported")
+    refused = await eventually(all_refusals, "not every refusal reported")
     assert {m["message"] for m in refused} == {
         f"refused stream: too many streams (limit {LIMITS.max_streams})"
     }

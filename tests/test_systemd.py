@@ -1,8 +1,9 @@
 """The shipped systemd unit and D-Bus activation file, checked by systemd and dbus-daemon.
 
-The unit is verified exactly as shipped: its ExecStart is %h/.local/bin/fowld,
-so each test gives systemd-analyze a fresh HOME whose .local/bin/fowld is the
-installed console script.
+The shipped unit starts /usr/bin/fowld, where the Debian package puts it. An
+installer rewrites that one ExecStart= line for fowld installed elsewhere; the
+tests do the same, pointing it at %h/.local/bin/fowld in a fresh HOME whose
+.local/bin/fowld is the installed console script, and verify the result.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from txdbus import client, error
 from harness.servers import START_TIMEOUT, ProcessGroup, dbus_daemon, read_line, venv_script
 
 REPO = Path(__file__).resolve().parent.parent
-SYSTEMD_DIR = REPO / "systemd"
+SYSTEMD_DIR = REPO / "fowld" / "data"
 UNIT = SYSTEMD_DIR / "fowld.service"
 ACTIVATION = SYSTEMD_DIR / "org.fowl.Fowld1.service"
 GUIDE = REPO / "docs" / "systemd.md"
@@ -77,6 +78,22 @@ def user_home(tmp_path, fowld_script) -> dict[str, str]:
     return environ
 
 
+def with_exec_start(program: str) -> str:
+    """The shipped unit with its one ExecStart= line replaced, as an installer does."""
+    text = UNIT.read_text()
+    assert len(re.findall(r"(?m)^ExecStart=", text)) == 1
+    return re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={program}", text)
+
+
+@pytest.fixture
+def home_unit(tmp_path) -> Path:
+    """The shipped unit, rewritten to start ~/.local/bin/fowld."""
+    path = tmp_path / "unit" / "fowld.service"
+    path.parent.mkdir()
+    path.write_text(with_exec_start("%h/.local/bin/fowld"))
+    return path
+
+
 def verify(analyze: str, unit: Path, environ: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [analyze, "--user", "verify", str(unit)],
@@ -87,27 +104,27 @@ def verify(analyze: str, unit: Path, environ: dict[str, str]) -> subprocess.Comp
     )
 
 
-def test_unit_verifies_as_shipped(systemd_analyze, user_home):
-    result = verify(systemd_analyze, UNIT, user_home)
+def test_unit_verifies(systemd_analyze, user_home, home_unit):
+    result = verify(systemd_analyze, home_unit, user_home)
     # verify exits 0 on unknown keys and bad values and only warns: stderr must be empty.
     assert result.stderr == ""
     assert result.returncode == 0
 
 
-def test_verification_catches_mistakes(systemd_analyze, user_home, tmp_path):
+def test_verification_catches_mistakes(systemd_analyze, user_home, home_unit, tmp_path):
     broken = tmp_path / "fowld.service"
-    text = UNIT.read_text().replace("WatchdogSec=", "WatchdogSecs=")
+    text = home_unit.read_text().replace("WatchdogSec=", "WatchdogSecs=")
     broken.write_text(text)
     warned = verify(systemd_analyze, broken, user_home)
     assert "WatchdogSecs" in warned.stderr
 
     os.unlink(Path(user_home["HOME"]) / ".local" / "bin" / "fowld")
-    missing = verify(systemd_analyze, UNIT, user_home)
+    missing = verify(systemd_analyze, home_unit, user_home)
     assert missing.returncode != 0
     assert "fowld" in missing.stderr
 
 
-def test_documented_sandbox_drop_in_verifies(systemd_analyze, user_home):
+def test_documented_sandbox_drop_in_verifies(systemd_analyze, user_home, home_unit):
     blocks = re.findall(r"```ini\n(.*?)```", GUIDE.read_text(), re.DOTALL)
     (sandbox,) = [block for block in blocks if "ProtectSystem=" in block]
     drop_ins = Path(user_home["XDG_CONFIG_HOME"]) / "systemd" / "user" / "fowld.service.d"
@@ -115,13 +132,13 @@ def test_documented_sandbox_drop_in_verifies(systemd_analyze, user_home):
     drop_in = drop_ins / "sandbox.conf"
     drop_in.write_text(sandbox)
 
-    result = verify(systemd_analyze, UNIT, user_home)
+    result = verify(systemd_analyze, home_unit, user_home)
     assert result.stderr == ""
     assert result.returncode == 0
 
     # The same check notices a mistake in the drop-in, so the drop-in was read.
     drop_in.write_text(sandbox + "ProtectSystm=strict\n")
-    assert "ProtectSystm" in verify(systemd_analyze, UNIT, user_home).stderr
+    assert "ProtectSystm" in verify(systemd_analyze, home_unit, user_home).stderr
 
 
 def test_unit_matches_what_the_daemon_does():
@@ -129,7 +146,7 @@ def test_unit_matches_what_the_daemon_does():
     service = unit["Service"]
     assert service["Type"] == "notify"  # the daemon sends READY=1
     assert service["ExecReload"].split() == ["/bin/kill", "-HUP", "$MAINPID"]
-    assert service["ExecStart"] == "%h/.local/bin/fowld"  # no arguments: the D-Bus service
+    assert service["ExecStart"] == "/usr/bin/fowld"  # no arguments: the D-Bus service
     assert int(service["WatchdogSec"]) > 0  # the daemon pings at half of it
     assert service["BusName"] == read_ini(ACTIVATION)["D-BUS Service"]["Name"]
     # Forwarding needs the bus and UNIX streams, TCP over IPv4 and IPv6, and

@@ -8,12 +8,11 @@ large run).
 
 from __future__ import annotations
 
-import os
 import struct
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fowld.engine.wire import (
@@ -29,12 +28,6 @@ from fowld.engine.wire import (
     parse_control,
     parse_open_stream,
     parse_stream_reply,
-)
-
-FUZZ = settings(
-    max_examples=int(os.environ.get("FOWL_FUZZ_EXAMPLES", "200")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
 )
 
 
@@ -277,7 +270,6 @@ _NAMES = st.text(min_size=1, max_size=MAX_NAME)
 _PORTS = st.none() | st.integers(1, 65535)
 
 
-@FUZZ
 @given(st.lists(st.binary(max_size=300), max_size=20))
 def test_reader_over_arbitrary_chunks_raises_only_protocol_errors(chunks):
     reader = FrameReader()
@@ -290,7 +282,6 @@ def test_reader_over_arbitrary_chunks_raises_only_protocol_errors(chunks):
     assert len(reader.take_rest()) <= 2 + MAX_MESSAGE
 
 
-@FUZZ
 @given(st.lists(_MESSAGES, min_size=1, max_size=5), st.lists(st.integers(0, 10_000), max_size=10))
 def test_reader_reassembles_frames_split_anywhere(messages, cuts):
     frames = []
@@ -307,7 +298,6 @@ def test_reader_reassembles_frames_split_anywhere(messages, cuts):
     assert reader.take_rest() == b""
 
 
-@FUZZ
 @given(_MESSAGES)
 def test_parsers_raise_only_protocol_errors(message):
     for parse in (parse_control, parse_open_stream, parse_stream_reply):
@@ -317,7 +307,6 @@ def test_parsers_raise_only_protocol_errors(message):
             assert str(e)
 
 
-@FUZZ
 @given(_MESSAGES)
 def test_parsers_over_the_wire_raise_only_protocol_errors(message):
     try:
@@ -333,13 +322,11 @@ def test_parsers_over_the_wire_raise_only_protocol_errors(message):
         assert name is None or (isinstance(name, str) and 0 < len(name) <= MAX_NAME)
 
 
-@FUZZ
 @given(_NAMES, _PORTS)
 def test_request_listener_round_trip(name, port):
     assert parse_control(_read_one(RequestListener(name, port).encode())) == RequestListener(name, port)
 
 
-@FUZZ
 @given(_NAMES, st.booleans(), _PORTS, st.none() | st.text(min_size=1, max_size=1000))
 def test_listener_response_round_trip(name, listening, port, reason):
     sent = ListenerResponse(name, listening, port, reason)
@@ -348,13 +335,11 @@ def test_listener_response_round_trip(name, listening, port, reason):
     assert got.reason == (None if listening else reason or "refused")
 
 
-@FUZZ
 @given(_NAMES)
 def test_open_stream_round_trip(name):
     assert parse_open_stream(_read_one(OpenStream(name).encode())) == OpenStream(name)
 
 
-@FUZZ
 @given(st.booleans(), st.none() | st.text(min_size=1, max_size=1000))
 def test_stream_reply_round_trip(connected, reason):
     got = parse_stream_reply(_read_one(StreamReply(connected, reason).encode()))

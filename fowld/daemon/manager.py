@@ -8,7 +8,6 @@ status) follow it through ``ManagerListener`` callbacks.
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -32,7 +31,6 @@ from fowld.engine.pairing import PairingRequest
 log = Logger()
 CODE_TIMEOUT = 30.0  # seconds Invite waits for the mailbox to allocate a code
 STOP_TIMEOUT = 8.0  # seconds all sessions together get to close when the daemon stops
-_CODE = re.compile(r"[0-9]+-\S+")
 
 
 class ManagerListener(Protocol):
@@ -142,11 +140,12 @@ class Manager(MultiService):
         """Start a session with a code the peer gave us."""
         profile = self.store.get(profile_name)
         options = self._one_shot_options(start or StartOptions())
-        code = code.strip()
-        if not code:
+        if not code.strip():
             raise InvalidArgs("the code is empty")
-        if not _CODE.fullmatch(code):
-            raise InvalidArgs("a code looks like NUMBER-word-word..., e.g. 7-guitarist-revenge")
+        try:
+            code = rules.check_code(code)
+        except rules.RuleError as e:
+            raise InvalidArgs(str(e)) from None
         return self._launch(profile, Mode.ACCEPT, code, options)
 
     def start(self, profile_name: str) -> SupervisedSession:

@@ -57,6 +57,9 @@ def should_restart(mode: Mode, policy: RestartPolicy, failed: bool) -> bool:
 
 
 Subscriber = Callable[[events.Event], None]
+# Makes each engine session from its config and the reactor: ``Session`` itself, unless a test
+# hands in a stand-in to drive the restart policy without a mailbox.
+SessionFactory = Callable[[SessionConfig, Any], Session]
 
 
 class SupervisedSession(Service):
@@ -68,6 +71,7 @@ class SupervisedSession(Service):
         reactor: Any,
         options: SessionOptions | None = None,
         code: str | None = None,
+        session_factory: SessionFactory = Session,
     ):
         self.setName(session_id)
         self.id = session_id
@@ -82,6 +86,7 @@ class SupervisedSession(Service):
         self.status = SessionStatus(mailbox_url=profile.mailbox)
         self.session: Session | None = None
         self._reactor = reactor
+        self._session_factory = session_factory
         self._code = code if mode is Mode.ACCEPT else profile.code
         self._services = {s.name: s for s in profile.services}
         self._clients = {c.name: c for c in profile.clients}
@@ -177,7 +182,7 @@ class SupervisedSession(Service):
 
     def new_engine(self, config: SessionConfig, on_event: Callable[[Session, events.Event], None]) -> Session:
         """An engine session offering and wanting what this session does (not started yet)."""
-        session = Session(config, self._reactor)
+        session = self._session_factory(config, self._reactor)
         session.subscribe(lambda event: on_event(session, event))
         for spec in self._services.values():
             session.add_service(spec.name, spec.connect, spec.listen_port)

@@ -18,8 +18,12 @@ from txdbus.objects import DBusObject, DBusObjectHandler, dbusMethod
 from fowld.dbus import api
 from fowld.dbus.errors import property_read_only, translated, unknown_interface, unknown_property
 from fowld.dbus.values import typed
+from fowld.engine.limits import Limits
 
-COUNTER_INTERVAL = 0.5  # seconds between two announcements of fast-moving counters
+# Seconds between two announcements of fast-moving counters: the engine's own interval for
+# byte reports. The first change after a quiet spell goes out at once (at the end of the
+# reactor turn), so the two stages of coalescing never add up to twice the interval.
+COUNTER_INTERVAL = Limits().bytes_report_interval
 
 
 class ExportedObject(DBusObject):
@@ -42,6 +46,7 @@ class ExportedObject(DBusObject):
         self._pending_throttled: dict[str, dict[str, object]] = {}
         self._flush_call: IDelayedCall | None = None
         self._throttled_call: IDelayedCall | None = None
+        self._throttled_sent = float("-inf")  # when throttled properties were last announced
 
     def executeMethod(self, interfaceObj: Any, methodName: str, methodArguments: list, sender: str) -> Any:
         # The one place where the daemon's errors become D-Bus errors, for every method.
@@ -72,7 +77,9 @@ class ExportedObject(DBusObject):
             if name in self._throttled:
                 self._pending_throttled.setdefault(interface.name, {})[name] = value
                 if self._throttled_call is None:
-                    self._throttled_call = self._reactor.callLater(COUNTER_INTERVAL, self._flush_throttled)
+                    quiet = self._reactor.seconds() - self._throttled_sent >= COUNTER_INTERVAL
+                    delay = 0 if quiet else COUNTER_INTERVAL
+                    self._throttled_call = self._reactor.callLater(delay, self._flush_throttled)
             else:
                 self._pending.setdefault(interface.name, {})[name] = value
                 if self._flush_call is None:
@@ -100,6 +107,7 @@ class ExportedObject(DBusObject):
         if self._throttled_call is not None and self._throttled_call.active():
             self._throttled_call.cancel()
         self._throttled_call = None
+        self._throttled_sent = self._reactor.seconds()
         pending, self._pending_throttled = self._pending_throttled, {}
         self._send_changes(pending)
 

@@ -90,7 +90,8 @@ class ServiceOffer:
         self._context.emit(events.ServiceFailed(self.name, reason))
         close_subchannel(self.channel)
         if ask_again and not self._context.stopped:
-            delay = retry_delay(self._attempts - 1)
+            # No request since the peer last listened (it stopped listening): start at 1 s too.
+            delay = retry_delay(max(self._attempts - 1, 0))
             self._retry = self._context.reactor.callLater(delay, self.request)
 
     def channel_lost(self) -> None:

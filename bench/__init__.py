@@ -1,0 +1,1 @@
+"""The benchmarks: ``python -m bench forwarding|daemon`` (see bench/README.md)."""
