@@ -1,7 +1,7 @@
 """Meeting again: how soon a paired pair forwards after a restart or a wake.
 
-    .venv/bin/python bench/pairing.py                 # 5 kill -9, 5 SIGTERM, 3 wakes after 60 s
-    .venv/bin/python bench/pairing.py --runs 2 --wakes 1 --sleep 10 --json out.json
+    .venv/bin/python -m bench.pairing                 # 5 kill -9, 5 SIGTERM, 3 wakes after 60 s
+    .venv/bin/python -m bench.pairing --runs 2 --wakes 1 --sleep 10 --json out.json
 
 Two fowld daemons, each on its own private bus, pair once through a code
 (``InviteWith``/``AcceptWith`` with ``pair``), then run ``peer:`` profiles with
@@ -28,7 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import REPO_ROOT, cpu_model, servers
+from harness import servers
+from harness.servers import REPO_ROOT
 
 ProcessGroup = servers.ProcessGroup
 
@@ -161,7 +162,6 @@ def measure(args: argparse.Namespace) -> dict:
         finally:
             group.stop_all()
     return {
-        "cpu": cpu_model(),
         "runs": args.runs,
         "wakes": args.wakes,
         "sleep_seconds": args.sleep,
