@@ -39,8 +39,7 @@ SEEK_PAUSE = 3.0  # between two rounds over all of the peer's meeting points
 SEEK_AFTER_LOSS = 10.0  # a side that had its peer waits this long (the peer may come back by itself)
 DOUBLE_MEETING_WINDOW = 15.0  # two meetings this close together: both sides restarted at once
 STANDBY_RETRY = 1.0
-# A standby moves to the slot's next meeting point this often: a squatter that claimed
-# the same point (invisible to the one waiting there) holds us for a minute at most.
+# A standby moves to the slot's next point this often: a squatter beside it holds it a minute at most.
 STANDBY_HOP = 60.0
 _ENDED = (Phase.CLOSING, Phase.CLOSED, Phase.FAILED)
 PEER_CLOSED = "peer closed the session"
@@ -92,6 +91,8 @@ class PairedSession(SupervisedSession):
         self._pause: IDelayedCall | None = None
         self._hops = 0  # standby moves so far: which of the slot's free points is next
         self._blocked: set[pairing.MeetingPoint] = set()
+        # Peer points where a seeker found a stale claim: not revisited, or a sleeping peer's standby fills up
+        self._stale_points: set[pairing.MeetingPoint] = set()
         self._met_at = -DOUBLE_MEETING_WINDOW  # monotonic time of the last meeting
         self._unreachable_since: float | None = None
         self._meeting_reason = ""
@@ -223,14 +224,19 @@ class PairedSession(SupervisedSession):
         if not self._waves:
             points = pairing.meeting_points(pairing.other_role(self.pairing.role), time.time())
             slot = points[0].slot
+            self._stale_points = {p for p in self._stale_points if p.slot >= slot - 1}
+            points = [p for p in points if p not in self._stale_points]
             self._waves = [[p for p in points if p.slot == slot], [p for p in points if p.slot != slot]]
+            self._waves = [wave for wave in self._waves if wave]
             self._rounds += 1
             if self._rounds > 1:  # not the first round since we lost the peer: pause first
                 self._pause = self._later(SEEK_PAUSE, self._seek)
                 return
-        for point in self._waves.pop(0):
+        for point in self._waves.pop(0) if self._waves else ():
             candidate = self._open(point, standby=False)
             candidate.timers.append(self._reactor.callLater(SEEK_DWELL, self._nobody_there, candidate))
+        if not self._seekers:  # nothing left to visit this round
+            self._pause = self._later(SEEK_PAUSE, self._seek)
 
     def _nobody_there(self, candidate: Candidate) -> None:
         if not candidate.keyed:  # with a key, STALE_AFTER and MEET_TIMEOUT decide
@@ -259,6 +265,8 @@ class PairedSession(SupervisedSession):
 
     def _stale(self, candidate: Candidate) -> None:
         if not candidate.session.status.verifier:
+            if not candidate.standby:
+                self._stale_points.add(candidate.point)
             self._give_up(candidate, "a key but no answer: a stale claim")
 
     def _give_up(self, candidate: Candidate, reason: str) -> None:
