@@ -129,6 +129,7 @@ class ProfileView:
     autostart: bool
     has_code: bool
     restart: str
+    peer: str = ""  # the pairing a `peer:` profile meets
 
 
 def profile_from_dict(entry: Mapping[str, object]) -> ProfileView:
@@ -142,6 +143,7 @@ def profile_from_dict(entry: Mapping[str, object]) -> ProfileView:
         autostart=bool(entry.get("autostart", False)),
         has_code=bool(entry.get("has_code", False)),
         restart=str(entry.get("restart", "")),
+        peer=str(entry.get("peer", "")),
     )
 
 
@@ -196,6 +198,7 @@ def profile_json(p: ProfileView) -> dict:
         "autostart": p.autostart,
         "has_code": p.has_code,
         "restart": p.restart,
+        "peer": p.peer,
     }
 
 

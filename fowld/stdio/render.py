@@ -46,6 +46,10 @@ def render_event(event: events.Event) -> list[dict]:
             if reason is not None:
                 return [{"kind": "incoming-lost", "id": id, "reason": reason, "service_name": name}]
             return [{"kind": "incoming-done", "id": id, "service_name": name}]
+        case events.Paired(agreed):
+            return [{"kind": "paired", "name": agreed.name, "peer_name": agreed.peer_name}]
+        case events.PairingDeclined(reason):
+            return [{"kind": "pairing-declined", "reason": f"no pairing stored: {reason}"}]
         case events.Error(message):
             return [{"kind": "error", "message": message}]
         case events.Closed(result):
