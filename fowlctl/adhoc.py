@@ -29,7 +29,7 @@ class Inline:
     transit_relay: str | None = None
 
     def profile(self) -> dict[str, object]:
-        """The inline profile as fowld's InviteWith/AcceptWith take it (keys as in profile files)."""
+        """The inline profile as fowld's InviteInline/AcceptInline take it (keys as in profile files)."""
         data: dict[str, object] = {}
         if self.offers:
             data["services"] = typed("aa{sv}", [{"name": n, "connect": a} for n, a in self.offers])

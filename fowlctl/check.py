@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fowld.daemon.profiles import Profile, ProfileError, insecure_permission_warning, load_profile
+from fowld.daemon.profiles import (
+    Profile,
+    ProfileError,
+    fixed_code_advice,
+    insecure_permission_warning,
+    load_profile,
+)
 
 
 @dataclass(frozen=True)
@@ -28,8 +34,8 @@ def check_files(paths: Iterable[str]) -> list[CheckResult]:
         except ProfileError as e:
             results.append(CheckResult(path, None, str(e)))
             continue
-        warning = insecure_permission_warning(path, profile)
-        results.append(CheckResult(path, profile, None, (warning,) if warning else ()))
+        found = (insecure_permission_warning(path, profile), fixed_code_advice(path, profile))
+        results.append(CheckResult(path, profile, None, tuple(w for w in found if w)))
     return results
 
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from fowlctl import adhoc, commands, forwards
+from fowlctl import adhoc, commands, forwards, pairings
 from fowlctl.output import Output
 from fowlctl.runner import run_async
 from fowld import __version__
@@ -33,6 +33,8 @@ examples:
   fowlctl status 3                  details of session ssh-share-3 (id, number or prefix)
   fowlctl watch --json              live events as JSON lines
   fowlctl check ~/.config/fowl/profiles/*.yaml
+  fowlctl invite ssh-share --pair bob   pair once; later `peer: bob` meets with no code
+  fowlctl pairings                  the peers this computer meets again
 
 Run `fowlctl COMMAND --help` for each command's own examples.
 
@@ -217,12 +219,18 @@ code is 1 if any file is invalid. Valid files are summarised on stdout.
 
 examples:
   fowlctl check ~/.config/fowl/profiles/*.yaml
+  fowlctl invite ssh-share --pair bob   pair once; later `peer: bob` meets with no code
+  fowlctl pairings                  the peers this computer meets again
   fowlctl check share.yaml --json
 """,
     ),
 }
 
+COMMANDS.update(pairings.COMMANDS)
+
 HANDLERS: dict[str, Callable[[commands.Context], object]] = {
+    "pairings": pairings.pairings,
+    "forget": pairings.forget,
     "invite": commands.invite,
     "accept": commands.accept,
     "start": commands.start,
@@ -285,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=help_text[0].upper() + help_text[1:] + ".",
-            epilog=epilog,
+            epilog=epilog + (pairings.START_OPTIONS_EPILOG if name in ("invite", "accept") else ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common],
         )
@@ -319,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="stop waiting after SECONDS and close the session (default: wait until Ctrl-C)",
         )
+        if name in ("invite", "accept"):
+            pairings.add_start_options(p)
+    pairings.add_commands(made)
     made["status"].add_argument("session", metavar="SESSION", nargs="?", help=SESSION_HELP)
     for name in ("close", "ping"):
         made[name].add_argument("session", metavar="SESSION", help=SESSION_HELP)

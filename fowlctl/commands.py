@@ -16,6 +16,7 @@ from fowlctl.follow import SessionFollower
 from fowlctl.ids import id_from_path
 from fowlctl.model import SessionView, profile_errors_json, profile_json, session_json
 from fowlctl.output import Output
+from fowlctl.pairings import start_options
 from fowlctl.render import (
     format_verifier,
     forwards_lines,
@@ -45,10 +46,13 @@ async def invite(ctx: Context) -> int:
     inline = ctx.args.inline
 
     async def begin(fowld: Fowld) -> str:
-        if inline is None:
+        options = start_options(ctx.args)
+        if inline is not None:
+            call = ("InviteInline", "a{sv}a{sv}", [inline.profile(), options or {}])
+        elif options is None:
             call = ("Invite", "s", [ctx.args.profile])
         else:
-            call = ("InviteWith", "a{sv}a{sv}", [inline.profile(), {}])
+            call = ("InviteWith", "sa{sv}", [ctx.args.profile, options])
         path, code = await fowld.call_manager(*call, timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
         join = f"fowlctl accept PROFILE {code}" if inline is None else inline.join_command(code)
@@ -68,13 +72,17 @@ async def invite(ctx: Context) -> int:
 async def accept(ctx: Context) -> int:
     async def begin(fowld: Fowld) -> str:
         args = ctx.args
-        if args.inline is None:
+        options = start_options(args)
+        if args.inline is not None:
+            call = ("AcceptInline", "a{sv}sa{sv}", [args.inline.profile(), args.code, options or {}])
+        elif options is None:
             call = ("Accept", "ss", [args.profile, args.code])
         else:
-            call = ("AcceptWith", "a{sv}sa{sv}", [args.inline.profile(), args.code, {}])
+            call = ("AcceptWith", "ssa{sv}", [args.profile, args.code, options])
         path = await fowld.call_manager(*call, timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
-        text = f"Session {session_id} is joining with code {args.code}."
+        # The code is a secret: shown only where invite hands it out.
+        text = f"Session {session_id} is joining with the code you were given."
         ctx.out.result(text, {"event": "joining", "session": session_id, "object_path": path})
         return path
 
@@ -85,7 +93,7 @@ async def start(ctx: Context) -> int:
     async def begin(fowld: Fowld) -> str:
         path = await fowld.call_manager("Start", "s", [ctx.args.profile], timeout=SLOW_CALL_TIMEOUT)
         session_id = id_from_path(path)
-        text = f"Session {session_id} started with the profile's fixed code."
+        text = f"Session {session_id} started from profile {ctx.args.profile}."
         ctx.out.result(text, {"event": "started", "session": session_id, "object_path": path})
         return path
 
@@ -136,6 +144,8 @@ def _connected_text(view: SessionView) -> str:
         f"Verifier: {format_verifier(view.verifier)}",
         "  (the same on both sides means nobody is in the middle)",
     ]
+    if view.reason:  # e.g. whether a pairing was stored, and why not
+        lines.append(view.reason[0].upper() + view.reason[1:] + ".")
     forwards = forwards_lines(view)
     if forwards:
         lines.append("Forwarding:")

@@ -136,6 +136,7 @@ class ProfileView:
     autostart: bool
     has_code: bool
     restart: str
+    peer: str = ""  # the pairing a `peer:` profile meets
 
 
 def profile_from_dict(entry: Mapping[str, object]) -> ProfileView:
@@ -149,6 +150,7 @@ def profile_from_dict(entry: Mapping[str, object]) -> ProfileView:
         autostart=bool(entry.get("autostart", False)),
         has_code=bool(entry.get("has_code", False)),
         restart=str(entry.get("restart", "")),
+        peer=str(entry.get("peer", "")),
     )
 
 
@@ -203,6 +205,7 @@ def profile_json(p: ProfileView) -> dict:
         "autostart": p.autostart,
         "has_code": p.has_code,
         "restart": p.restart,
+        "peer": p.peer,
     }
 
 

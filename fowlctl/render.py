@@ -150,7 +150,8 @@ def profiles_text(profiles: Sequence[ProfileView], errors: Sequence[tuple[str, s
     if profiles:
         rows = []
         for p in sorted(profiles, key=lambda p: p.name):
-            start = "fixed code" + (", autostart" if p.autostart else "") if p.has_code else "invite/accept"
+            how = f"pairing {p.peer}" if p.peer else "fixed code" if p.has_code else ""
+            start = how + (", autostart" if p.autostart else "") if how else "invite/accept"
             rows.append((p.name, start, p.restart, p.description or "-"))
         parts.append(table(("PROFILE", "START WITH", "RESTART", "DESCRIPTION"), rows))
         for p in sorted(profiles, key=lambda p: p.name):

@@ -93,12 +93,15 @@ def test_bash_completes_commands_options_and_profiles(tmp_path, config_home):
     assert bash_complete(["fowlctl", "--"], env) == ["--bus", "--help", "--json", "--version"]
     assert bash_complete(["fowlctl", "invite", "--"], env) == [
         "--bus",
+        "--expires",
         "--help",
         "--json",
+        "--lifetime",
         "--mailbox",
         "--no-qr",
         "--no-wait",
         "--offer",
+        "--pair",
         "--timeout",
         "--transit-relay",
         "--want",

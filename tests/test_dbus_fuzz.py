@@ -236,9 +236,9 @@ inline_options = st.just({}) | st.dictionaries(st.sampled_from(["name"]) | text,
 async def test_accept_with_any_inline_profile(daemon, profile, options):
     mark = daemon.log_mark()
     result = await daemon.outcome(
-        MANAGER_PATH, MANAGER, "AcceptWith", "a{sv}sa{sv}", profile, "5-fuzzed-code", options
+        MANAGER_PATH, MANAGER, "AcceptInline", "a{sv}sa{sv}", profile, "5-fuzzed-code", options
     )
-    assert_named(result, f"AcceptWith({str(profile)[:200]}, {str(options)[:100]})")
+    assert_named(result, f"AcceptInline({str(profile)[:200]}, {str(options)[:100]})")
     if result.ok:
         await daemon.close_session(result.value)
     await daemon.check_alive(mark)

@@ -18,6 +18,7 @@ from fowld.daemon.profiles import (
     ProfileError,
     RestartPolicy,
     ServiceSpec,
+    fixed_code_advice,
     insecure_permission_warning,
     load_profile,
     load_profiles,
@@ -30,7 +31,8 @@ from fowld.engine.endpoints import EndpointError, parse_connect, parse_listen
 
 REPO = Path(__file__).resolve().parent.parent
 # Every key of the schema: top level, then service and client entries.
-KEYS = "description mailbox transit-relay code-length services clients code autostart restart".split()
+KEYS = "description mailbox transit-relay code-length services clients code peer lifetime".split()
+KEYS += "autostart restart".split()
 KEYS += "name connect listen-port listen connect-port".split()
 SSH = "services:\n  - name: ssh\n    connect: tcp:localhost:22\n"
 
@@ -152,7 +154,11 @@ RULES = [
     (SSH + "code: '7-'\n", 4, "code must look like NUMBER-word-word..."),
     (SSH + "code: ''\n", 4, "code must look like NUMBER-word-word..."),
     (SSH + "code: 17\n", 4, "code must be text, found the number 17"),
-    (SSH + "autostart: true\n", 4, "autostart needs a fixed code (set 'code')"),
+    (SSH + "autostart: true\n", 4, "autostart needs a pairing (set 'peer') or a fixed code"),
+    (SSH + "code: 7-a-b\npeer: bob\n", 5, "peer and code cannot be combined"),
+    (SSH + "peer: no/slash\n", 4, "peer 'no/slash' must be"),
+    (SSH + "lifetime: soon\n", 4, "lifetime: a duration looks like 90s, 15m, 2h or 30d"),
+    (SSH + "lifetime: 0m\n", 4, "lifetime must be more than 0"),
     (SSH + "code-length: 3\ncode: 4-purple-sausages\n", 4, "code-length has no effect when code"),
     # mailbox and transit relay
     (SSH + "mailbox: http://relay.example:4000/v1\n", 4, "must be a ws:// or wss:// URL"),
@@ -420,7 +426,10 @@ def test_permission_warning(tmp_path: Path, text: str, mode: int, warned: str | 
         assert warning.startswith(f"{path}: {warned}")
         assert warning.endswith(f"chmod go-rwx {path}")
     found = load_profiles(tmp_path)
-    assert found.warnings == (() if warned is None else (warning,))
+    # Every fixed code is also advised against, whatever its permissions.
+    advice = fixed_code_advice(path, load_profile(path))
+    assert found.warnings == tuple(w for w in (warning, advice) if w)
+    assert (advice is not None) == (text == CODED)
 
 
 def test_shipped_profiles_load_and_explain_themselves():

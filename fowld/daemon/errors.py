@@ -27,6 +27,10 @@ class NoCode(DaemonError):
     pass
 
 
+class NoPairing(DaemonError):
+    """No usable pairing of that name (never made, forgotten, expired or unreadable)."""
+
+
 class SessionNotFound(DaemonError):
     pass
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fowld.engine.config import CLOSE_TIMEOUT
+from fowld.engine.pairing import PairingRequest
 
 
 def _backoff(**policy: float) -> Callable[[int], float]:
@@ -36,3 +37,8 @@ class SessionOptions:
     retry_delay: Callable[[int], float] = field(default_factory=lambda: _backoff(maxDelay=300.0))
     close_timeout: float = CLOSE_TIMEOUT  # how long closing waits for the peer's goodbye
     invites: InviteLimits = field(default_factory=InviteLimits)
+    # Per session, from an invite or accept: the pairing asked for, the session's lifetime
+    # (overrides the profile's) and how long an invitation waits for someone to join.
+    pairing: PairingRequest | None = None
+    lifetime: float | None = None
+    join_within: float | None = None

@@ -37,6 +37,10 @@ class SessionRegistry:
     def fixed_code_session(self, profile_name: str) -> SupervisedSession | None:
         """The running supervised session of a profile (there is at most one: they share a code)."""
         return next(
-            (s for s in self._sessions.values() if s.profile.name == profile_name and s.mode is Mode.FIXED),
+            (
+                s
+                for s in self._sessions.values()
+                if s.profile.name == profile_name and s.mode in (Mode.FIXED, Mode.PAIRED)
+            ),
             None,
         )

@@ -30,13 +30,14 @@ from fowld.daemon.connections import OpenConnections
 from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
 from fowld.daemon.ratelimit import RateLimitedLog
-from fowld.engine import events
+from fowld.engine import events, rules
 from fowld.engine.config import DEFAULT_PING_INTERVAL
 from fowld.engine.endpoints import Address
 from fowld.engine.forwarder import ForwardingError
 from fowld.engine.observe import Subscribers, observe
 from fowld.engine.session import Session, SessionConfig, SessionError
 from fowld.engine.status import ClientStatus, Phase, ServiceStatus, SessionStatus
+from fowld.wormhole.dilation import WRONG_CODE
 
 log = Logger()
 _ENDED = (Phase.CLOSING, Phase.CLOSED, Phase.FAILED)
@@ -47,6 +48,7 @@ class Mode(enum.Enum):
     INVITE = "invite"  # allocates a new code: one-shot
     ACCEPT = "accept"  # uses a code someone gave us: one-shot
     FIXED = "fixed"  # the profile's own code: restarted as the profile's policy says
+    PAIRED = "paired"  # meets a paired peer again and again, with no code (daemon/meeting.py)
 
 
 def should_restart(mode: Mode, policy: RestartPolicy, failed: bool) -> bool:
@@ -116,6 +118,8 @@ class SupervisedSession(Service):
         self._restart_call: IDelayedCall | None = None
         self._finished: Deferred = Deferred()
         self.result: str | None = None
+        self.note = ""  # shown as the reason while connected without one (e.g. about pairing)
+        self._lifetime_call: IDelayedCall | None = None
 
     # observing ---------------------------------------------------------------------------------
 
@@ -123,9 +127,16 @@ class SupervisedSession(Service):
         self._subscribers.subscribe(callback)
 
     def _publish(self, status: SessionStatus) -> None:
+        if status.phase is Phase.CONNECTED and not status.reason and self.note:
+            status = dataclasses.replace(status, reason=self.note)
         if status != self.status:
             self.status = status
             self._emit(events.StatusChanged(status))
+
+    def set_note(self, note: str) -> None:
+        """What to say while connected with nothing else to say (e.g. whether a pairing was stored)."""
+        self.note = note
+        self._publish(self.status)
 
     @property
     def open_connections(self) -> int:
@@ -153,37 +164,65 @@ class SupervisedSession(Service):
 
     def startService(self) -> None:
         super().startService()
+        lifetime = self.options.lifetime or self.profile.lifetime
+        if lifetime:
+            self._lifetime_call = self._reactor.callLater(lifetime, self._end_of_life, lifetime)
+        if self.options.join_within:
+            self._reactor.callLater(self.options.join_within, self._invitation_expired)
         self._launch()
+
+    def _invitation_expired(self) -> None:
+        if not self.ended and not self.status.verifier:
+            within = rules.describe_duration(self.options.join_within)
+            self.close(reason=f"the invitation expired: nobody joined within {within}")
+
+    def _end_of_life(self, lifetime: float) -> None:
+        self._lifetime_call = None
+        why = f"its lifetime of {rules.describe_duration(lifetime)} ended"
+        self.close(reason=f"the session's lifetime of {rules.describe_duration(lifetime)} ended", why=why)
 
     def stopService(self) -> Deferred:
         super().stopService()
-        return self.close(reason="fowld is stopping")
+        # A one-shot session never comes back: its peer may as well end now. Sessions that
+        # recur (paired, fixed code) will be back: their peer must not hear "closed for good".
+        final = self.mode in (Mode.INVITE, Mode.ACCEPT)
+        return self.close(reason="fowld is stopping", final=final)
 
-    def _launch(self) -> None:
-        self._restart_call = None
+    def engine_config(self, peer_lost_timeout: float | None) -> SessionConfig:
         profile = self.profile
-        config = SessionConfig(
+        return SessionConfig(
             mailbox_url=profile.mailbox,
             transit_relay=profile.transit_relay or None,
             code_length=profile.code_length,
             relay_only=self.options.relay_only,
             ping_interval=self.options.ping_interval or DEFAULT_PING_INTERVAL,
+            peer_lost_timeout=peer_lost_timeout,
+            pairing=self.options.pairing,
+        )
+
+    def new_engine(self, config: SessionConfig, on_event: Callable[[Session, events.Event], None]) -> Session:
+        """An engine session offering and wanting what this session does (not started yet)."""
+        session = self._session_factory(config, self._reactor)
+        session.subscribe(lambda event: on_event(session, event))
+        for spec in self._services.values():
+            session.add_service(spec.name, spec.connect, spec.listen_port)
+        for spec in self._clients.values():
+            session.add_client(spec.name, spec.listen, spec.connect_port)
+        return session
+
+    def _launch(self) -> None:
+        self._restart_call = None
+        profile = self.profile
+        config = self.engine_config(
             # A restartable session whose peer vanished ends (as a failure) so that it can
             # start afresh and meet the restarted peer, which waits on a fresh mailbox.
-            peer_lost_timeout=(
-                self.options.peer_lost_timeout
-                if should_restart(self.mode, self.profile.restart, failed=True)
-                else None
-            ),
+            self.options.peer_lost_timeout
+            if should_restart(self.mode, self.profile.restart, failed=True)
+            else None
         )
-        session = self._session_factory(config, self._reactor)
-        self.session = session
-        session.subscribe(lambda event: self._engine_event(session, event))
+        session = None
         try:
-            for spec in self._services.values():
-                session.add_service(spec.name, spec.connect, spec.listen_port)
-            for spec in self._clients.values():
-                session.add_client(spec.name, spec.listen, spec.connect_port)
+            session = self.session = self.new_engine(config, self._engine_event)
             session.startService()
             if self.mode is Mode.INVITE:
                 session.allocate_code(profile.code_length)
@@ -194,15 +233,27 @@ class SupervisedSession(Service):
             log.failure("session {id}: cannot start", id=self.id)
             self.session = None  # its events no longer concern us
             self._closing = True
-            session.close(timeout=0)
+            if session is not None:
+                session.close(timeout=0)
             self._publish(dataclasses.replace(self.status, phase=Phase.FAILED, reason=f"cannot start: {e}"))
             self._finish("failed")
             return
         self._publish(session.status)
 
-    def close(self, timeout: float | None = None, reason: str = "closed locally") -> Deferred:
-        """End the session for good (no restart); fires once it has ended."""
+    def close(
+        self,
+        timeout: float | None = None,
+        reason: str = "closed locally",
+        final: bool = True,
+        why: str | None = None,
+    ) -> Deferred:
+        """End the session (no restart); fires once it has ended.
+
+        ``final`` is a person's close (the peer hears it is over, with ``why``);
+        otherwise (fowld stopping) the peer is not told the session is over.
+        """
         self._closing = True
+        self._cancel_lifetime()
         if self._restart_call is not None:  # between two engine sessions: nothing to close
             self._restart_call.cancel()
             self._restart_call = None
@@ -210,12 +261,18 @@ class SupervisedSession(Service):
             self._finish("closed")
         elif self.session is not None and not self.ended:
             close_timeout = self.options.close_timeout if timeout is None else timeout
-            self.session.close(timeout=close_timeout, reason=reason)
+            self.session.close(timeout=close_timeout, reason=reason, final=final, why=why)
         return self.when_finished()
+
+    def _cancel_lifetime(self) -> None:
+        if self._lifetime_call is not None and self._lifetime_call.active():
+            self._lifetime_call.cancel()
+        self._lifetime_call = None
 
     def _finish(self, result: str) -> None:
         if self.ended:
             return
+        self._cancel_lifetime()
         self.result = result
         waiters, self._code_waiters = self._code_waiters, []
         for waiter in waiters:
@@ -237,6 +294,9 @@ class SupervisedSession(Service):
             case events.Closed(result):
                 self._engine_closed(session, result)
                 return
+            case events.PairingDeclined(reason):
+                log.warn("session {id}: no pairing stored: {reason}", id=self.id, reason=reason)
+                self.set_note(f"no pairing stored: {reason}")
             case events.CodeAllocated(code):
                 waiters, self._code_waiters = self._code_waiters, []
                 for waiter in waiters:
@@ -269,6 +329,9 @@ class SupervisedSession(Service):
 
     def _will_restart(self, status: SessionStatus) -> bool:
         failed = status.phase is Phase.FAILED
+        if status.reason.startswith(WRONG_CODE):
+            # Someone tried a wrong code: never offer it another guess. A person decides.
+            return False
         return not self._closing and should_restart(self.mode, self.profile.restart, failed)
 
     def _engine_closed(self, session: Session, result: str) -> None:
@@ -306,11 +369,10 @@ class SupervisedSession(Service):
     def service_statuses(self) -> tuple[ServiceStatus, ...]:
         """Each service with the state the latest engine session gives it (requesting before one does)."""
         known = {s.name: s for s in self.session.services()} if self.session is not None else {}
+        specs = self._services.values()
         return tuple(
-            dataclasses.replace(known[spec.name], connect=spec.connect.spec)
-            if spec.name in known
-            else ServiceStatus(spec.name, spec.connect.spec)
-            for spec in self._services.values()
+            dataclasses.replace(known.get(spec.name, ServiceStatus(spec.name, "")), connect=spec.connect.spec)
+            for spec in specs
         )
 
     def client_statuses(self) -> tuple[ClientStatus, ...]:

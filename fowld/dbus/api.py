@@ -117,9 +117,12 @@ MANAGER = Interface(
     methods=(
         Method("Invite", _args("s profile"), _args("o session", "s code")),
         Method("Accept", _args("s profile", "s code"), _args("o session")),
+        Method("InviteWith", _args("s profile", "a{sv} options"), _args("o session", "s code")),
+        Method("AcceptWith", _args("s profile", "s code", "a{sv} options"), _args("o session")),
         Method("Start", _args("s profile"), _args("o session")),
-        Method("InviteWith", _args("a{sv} profile", "a{sv} options"), _args("o session", "s code")),
-        Method("AcceptWith", _args("a{sv} profile", "s code", "a{sv} options"), _args("o session")),
+        Method("InviteInline", _args("a{sv} profile", "a{sv} options"), _args("o session", "s code")),
+        Method("AcceptInline", _args("a{sv} profile", "s code", "a{sv} options"), _args("o session")),
+        Method("Forget", _args("s name")),
         Method("Reload", (), _args("as added", "as changed", "as removed")),
         Method("GetSession", _args("s id"), _args("o session")),
     ),
@@ -128,6 +131,8 @@ MANAGER = Interface(
         Property("Profiles", "aa{sv}"),
         Property("ProfileErrors", "a(ss)"),
         Property("Sessions", "ao"),
+        Property("Pairings", "aa{sv}"),
+        Property("PairingErrors", "a(ss)"),
     ),
 )
 
@@ -155,7 +160,7 @@ SESSION = Interface(
         Property("Profile", "s", emits="const"),
         Property("State", "s"),
         Property("StateReason", "s"),
-        Property("Code", "s"),
+        Property("Code", "s"),  # always "": kept for compatibility, never shows the secret
         Property("Verifier", "s"),
         Property("PeerConnected", "b"),
         Property("Path", "s"),

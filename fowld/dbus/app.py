@@ -75,6 +75,9 @@ class StatusReporter:
     def profiles_changed(self) -> None:
         self.report()
 
+    def pairings_changed(self) -> None:
+        self.report()
+
 
 class Daemon(MultiService):
     def __init__(

@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred
 from txdbus.objects import dbusMethod
 
 from fowld import __version__
-from fowld.daemon.manager import Manager
+from fowld.daemon.manager import INLINE_OPTIONS, Manager, StartOptions
 from fowld.daemon.profiles import Profile, ProfileChanges
 from fowld.daemon.supervisor import SupervisedSession
 from fowld.dbus import api
@@ -29,6 +29,7 @@ def profile_summary(profile: Profile) -> dict[str, object]:
         "clients": typed("as", [f"{c.name} <- {c.listen.spec}" for c in profile.clients]),
         "autostart": profile.autostart,
         "has_code": profile.code is not None,
+        "peer": profile.peer or "",
         "restart": profile.restart.value,
     }
 
@@ -46,6 +47,7 @@ class ManagerObject(ExportedObject):
         self._objects: dict[str, SessionObject] = {}
         self.update(api.MANAGER, {"Version": __version__, "Sessions": []})
         self.profiles_changed()
+        self.pairings_changed()
         manager.add_listener(self)
 
     def export(self, handler: ObjectHandler) -> None:
@@ -91,6 +93,10 @@ class ManagerObject(ExportedObject):
             },
         )
 
+    def pairings_changed(self) -> None:
+        summaries, errors = self.manager.pairing_summaries()
+        self.update(api.MANAGER, {"Pairings": summaries, "PairingErrors": errors})
+
     # methods -----------------------------------------------------------------------------------
 
     @dbusMethod(api.MANAGER_INTERFACE, "Invite")
@@ -103,15 +109,29 @@ class ManagerObject(ExportedObject):
         return session_path(self.manager.accept(profile, code).id)
 
     @dbusMethod(api.MANAGER_INTERFACE, "InviteWith")
-    def _dbus_invite_with(self, profile: dict, options: dict) -> Deferred:
-        d = self.manager.invite_profile(self.manager.inline_profile(profile, options))
+    def _dbus_invite_with(self, profile: str, options: dict) -> Deferred:
+        d = self.manager.invite(profile, StartOptions.from_mapping(dict(options)))
         return d.addCallback(lambda result: (session_path(result[0].id), result[1]))
 
     @dbusMethod(api.MANAGER_INTERFACE, "AcceptWith")
-    def _dbus_accept_with(self, profile: dict, code: str, options: dict) -> str:
-        return session_path(
-            self.manager.accept_profile(self.manager.inline_profile(profile, options), code).id
-        )
+    def _dbus_accept_with(self, profile: str, code: str, options: dict) -> str:
+        return session_path(self.manager.accept(profile, code, StartOptions.from_mapping(dict(options))).id)
+
+    @dbusMethod(api.MANAGER_INTERFACE, "InviteInline")
+    def _dbus_invite_inline(self, profile: dict, options: dict) -> Deferred:
+        inline, start = _split_inline_options(options)
+        d = self.manager.invite_profile(self.manager.inline_profile(profile, inline), start)
+        return d.addCallback(lambda result: (session_path(result[0].id), result[1]))
+
+    @dbusMethod(api.MANAGER_INTERFACE, "AcceptInline")
+    def _dbus_accept_inline(self, profile: dict, code: str, options: dict) -> str:
+        inline, start = _split_inline_options(options)
+        session = self.manager.accept_profile(self.manager.inline_profile(profile, inline), code, start)
+        return session_path(session.id)
+
+    @dbusMethod(api.MANAGER_INTERFACE, "Forget")
+    def _dbus_forget(self, name: str) -> Deferred:
+        return self.manager.forget(name).addCallback(lambda _: None)
 
     @dbusMethod(api.MANAGER_INTERFACE, "Start")
     def _dbus_start(self, profile: str) -> str:
@@ -125,3 +145,10 @@ class ManagerObject(ExportedObject):
     @dbusMethod(api.MANAGER_INTERFACE, "GetSession")
     def _dbus_get_session(self, session_id: str) -> str:
         return session_path(self.manager.sessions.find(session_id).id)
+
+
+def _split_inline_options(options: dict) -> tuple[dict, StartOptions]:
+    """An inline invite's or accept's options: those of the inline profile, and a person's."""
+    inline = {k: v for k, v in options.items() if k in INLINE_OPTIONS}
+    start = StartOptions.from_mapping({k: v for k, v in options.items() if k not in INLINE_OPTIONS})
+    return inline, start

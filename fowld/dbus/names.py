@@ -27,6 +27,7 @@ ERRORS = {
     "ProfileNotFound": ERROR_PREFIX + "ProfileNotFound",
     "InvalidProfile": ERROR_PREFIX + "InvalidProfile",
     "NoCode": ERROR_PREFIX + "NoCode",
+    "NoPairing": ERROR_PREFIX + "NoPairing",
     "SessionNotFound": ERROR_PREFIX + "SessionNotFound",
     "AlreadyExists": ERROR_PREFIX + "AlreadyExists",
     # bad arguments: the standard error, so generic clients understand it

@@ -43,7 +43,7 @@ def session_properties(session: SupervisedSession) -> dict[str, object]:
         "Profile": session.profile.name,
         "State": status.phase.value,
         "StateReason": status.reason,
-        "Code": status.code or "",
+        "Code": "",  # a code is a secret: never shown (the property stays for compatibility)
         "Verifier": status.verifier or "",
         "PeerConnected": status.peer is PeerState.CONNECTED,
         "Path": status.path.value,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fowld.engine.limits import Limits
+from fowld.engine.pairing import PairingRequest
 
 APP_ID = "meejah.ca/wormhole/forward"
 DEFAULT_MAILBOX = "ws://relay.magic-wormhole.io:4000/v1"
@@ -36,3 +37,4 @@ class SessionConfig:
     # end the session after this long without any peer connection (None: never)
     peer_lost_timeout: float | None = None
     limits: Limits = field(default_factory=Limits)
+    pairing: PairingRequest | None = None  # ask the peer for a pairing of this name

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from fowld.engine.pairing import PairingAgreed
 from fowld.engine.status import SessionStatus
 
 
@@ -38,6 +39,35 @@ class CodeAllocated:
 class PeerConnected:
     verifier: str
     versions: dict
+
+
+@dataclass(frozen=True)
+class KeyAgreed:
+    """SPAKE2 gave a key; the peer's versions (proof that it holds the same key) are still due."""
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Both sides asked for a pairing and agreed on one (``agreed.secret`` stays in memory)."""
+
+    agreed: PairingAgreed = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PairingDeclined:
+    """This side asked for a pairing, but none was made; the session forwards as usual."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class PeerForgot:
+    """The peer forgot the pairing: this side must forget it too."""
+
+
+@dataclass(frozen=True)
+class PeerAway:
+    """The peer stops for now (its daemon is stopping) and will meet again."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +180,11 @@ Event = (
     | Welcome
     | CodeAllocated
     | PeerConnected
+    | KeyAgreed
+    | Paired
+    | PairingDeclined
+    | PeerForgot
+    | PeerAway
     | ServiceReady
     | ServiceFailed
     | ClientListening

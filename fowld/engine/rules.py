@@ -19,6 +19,11 @@ PORT_RANGE = (1, 65535)
 PORT_TEXT = f"{PORT_RANGE[0]}-{PORT_RANGE[1]}"
 
 
+DURATION_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|min|h|d)?")
+DURATION_UNITS = {"s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+DURATION_RULE = "a duration looks like 90s, 15m, 2h or 30d"
+
+
 class RuleError(ValueError):
     """A value that breaks one of these rules; the message says which and why."""
 
@@ -52,3 +57,25 @@ def check_code_length(value: object, what: str = "code length") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise RuleError(f"{what} must be {low}-{high}")
     return value
+
+
+def parse_duration(text: object, what: str = "duration") -> float:
+    """Seconds in ``15m``, ``2h``, ``30d``, ``90s`` or ``90``; more than zero."""
+    m = DURATION_PATTERN.fullmatch(text.strip()) if isinstance(text, str) else None
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    elif m:
+        seconds = float(m.group(1)) * DURATION_UNITS[m.group(2)]
+    else:
+        raise RuleError(f"{what}: {DURATION_RULE}")
+    if not 0 < seconds <= 100 * 365 * 86400:
+        raise RuleError(f"{what} must be more than 0 and at most 100 years")
+    return seconds
+
+
+def describe_duration(seconds: float) -> str:
+    """``7200`` -> ``2 h``: the largest unit that divides it, as a person would write it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} s"

@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fowld.engine import events, rules
+from fowld.engine import events, pairing, rules
 from fowld.engine.absence import Away, PeerAbsence
 from fowld.engine.config import APP_ID, CLOSE_TIMEOUT, SessionConfig
 from fowld.engine.endpoints import Address, parse_connect, parse_listen
@@ -34,8 +34,7 @@ from fowld.wormhole.liveness import watch_session_paths
 from fowld.wormhole.status import PeerConnection, PeerState, dilation_view, mailbox_state
 from fowld.wormhole.tuning import tune_dilation_connection
 
-FEATURES = ("core-v1",)
-APP_VERSIONS = {"fowl": {"features": list(FEATURES)}}
+FORGET_MESSAGE, AWAY_MESSAGE = pairing.FORGET_MESSAGE, pairing.AWAY_MESSAGE
 
 log = Logger()
 # Slack past Dilation's expiry (two keep-alive intervals) before calling a peer silent.
@@ -69,6 +68,7 @@ class Session(Service):
         self._silence_timer = None
         self._silent: PeerConnection | None = None  # the connection whose keep-alives stopped
         self._absence = PeerAbsence(reactor, self._peer_away)
+        self._role = pairing.ROLES[1]  # "inviter" once this side allocates the code
 
     # observing ---------------------------------------------------------------
 
@@ -122,11 +122,13 @@ class Session(Service):
         super().startService()
         config = self.config
         options = DilationOptions(config.transit_relay, config.relay_only, config.ping_interval)
+        # magic-wormhole keeps this dict and encrypts it only once the key is known
+        self._versions = pairing.app_versions(config.pairing)
         w, self._dilated = open_dilated(
             self._reactor,
             APP_ID,
             config.mailbox_url,
-            APP_VERSIONS,
+            self._versions,
             options,
             self._wormhole_status,
             self._dilation_status,
@@ -145,6 +147,7 @@ class Session(Service):
         )
         w.get_welcome().addCallbacks(self._got_welcome, self._ignore_closed)
         w.get_code().addCallbacks(self._got_code, self._ignore_closed)
+        w.get_unverified_key().addCallbacks(lambda _: self._emit(events.KeyAgreed()), self._ignore_closed)
         d = DeferredList([w.get_verifier(), w.get_versions()], fireOnOneErrback=True, consumeErrors=True)
         d.addCallbacks(self._got_peer, self._ignore_closed)
         self._next_message()
@@ -155,6 +158,7 @@ class Session(Service):
 
     def allocate_code(self, length: int | None = None) -> None:
         self._claim_code()
+        self._role = pairing.ROLES[0]
         self._wormhole.allocate_code(length or self.config.code_length)
 
     def set_code(self, code: str) -> None:
@@ -164,6 +168,13 @@ class Session(Service):
             raise SessionError(f"invalid code: {e}") from None
         self._claim_code()
         self._wormhole.set_code(code)
+
+    def ask_pairing(self, request: pairing.PairingRequest) -> None:
+        """Ask the peer for a pairing; only before the code is set (the versions go out with the key)."""
+        if self._wormhole is None or self._life.code_claimed:
+            raise SessionError("a pairing can only be asked for with the code")
+        self.config = dataclasses.replace(self.config, pairing=request)
+        self._versions["fowl"]["pairing"] = request.advertised()
 
     def _claim_code(self) -> None:
         if self._wormhole is None:
@@ -242,7 +253,7 @@ class Session(Service):
 
     def _peer_lost(self, reason: str) -> None:
         # A failure: the session ends without its peer (a supervisor may start it afresh).
-        self._close(Ending(reason, Phase.FAILED), LOST_PEER_CLOSE_TIMEOUT)
+        self._close(Ending(reason, Phase.FAILED), LOST_PEER_CLOSE_TIMEOUT, final=False)
 
     def _watch_for_silence(self, connection: PeerConnection) -> None:
         """Report a peer that stopped answering keep-alives.
@@ -280,6 +291,25 @@ class Session(Service):
         versions = versions if isinstance(versions, dict) else {}
         self._update(verifier=verifier_hex, peer_versions=versions)
         self._emit(events.PeerConnected(verifier_hex, versions))
+        if self.config.pairing is not None:
+            # Agree on a pairing if both sides asked; the secret is derived here, never sent.
+            secret = self._wormhole.derive_key(pairing.SECRET_PURPOSE, pairing.SECRET_BYTES)
+            try:
+                agreed = pairing.agree(self.config.pairing, self._role, versions, secret)
+            except pairing.PairingRefused as e:
+                self._emit(events.PairingDeclined(str(e)))
+            else:
+                self._emit(events.Paired(agreed))
+
+    @property
+    def peer_pairs(self) -> bool:  # the peer understands our forget and away messages
+        return pairing.understands_pairing(self._status.peer_versions)
+
+    def forget(self, reason: str) -> Deferred:
+        """Tell the peer that this pairing is forgotten, then close for good."""
+        if self._status.verifier and self.peer_pairs:
+            self._send({FORGET_MESSAGE: 0})
+        return self.close(reason=reason)
 
     def _next_message(self) -> None:
         self._wormhole.get_message().addCallbacks(self._got_message, self._message_failed)
@@ -292,7 +322,16 @@ class Session(Service):
         if isinstance(message, dict) and "closing" in message:
             if not self._peer_said_closing.called:
                 self._peer_said_closing.callback(None)
-            self.close(reason="peer closed the session")
+            why = message.get("why")
+            reason = "peer closed the session"
+            if isinstance(why, str) and why:
+                reason += f": {why[:200]}"
+            self.close(reason=reason)
+        elif isinstance(message, dict) and FORGET_MESSAGE in message and self.peer_pairs:
+            self._emit(events.PeerForgot())
+            self.close(reason="the peer forgot this pairing")
+        elif isinstance(message, dict) and AWAY_MESSAGE in message and self.peer_pairs:
+            self._emit(events.PeerAway())
         else:
             self._emit(events.Refused("message", None, "unknown mailbox message from peer"))
         self._next_message()
@@ -309,12 +348,22 @@ class Session(Service):
 
     # closing -----------------------------------------------------------------
 
-    def close(self, timeout: float = CLOSE_TIMEOUT, reason: str = "closed locally") -> Deferred:
-        """Close gracefully: tell the peer, wait (bounded) for its answer, close the wormhole."""
-        self._close(Ending(reason), timeout)
+    def close(
+        self,
+        timeout: float = CLOSE_TIMEOUT,
+        reason: str = "closed locally",
+        final: bool = True,
+        why: str | None = None,
+    ) -> Deferred:
+        """``final`` (a person's close): tell the peer it is over (with ``why``), wait (bounded)
+        for its answer. Else (fowld stopping, a meeting replaced) a pairing peer hears "away"."""
+        self._close(Ending(reason), timeout, final, why)
         return self.when_closed()
 
-    def _close(self, ending: Ending, timeout: float) -> None:
+    def _send(self, message: dict) -> None:
+        self._wormhole.send_message(json.dumps(message).encode("utf-8"))
+
+    def _close(self, ending: Ending, timeout: float, final: bool = True, why: str | None = None) -> None:
         if not self._life.begin_ending(ending):
             return
         if self._wormhole is None:  # never started: nothing to tell anyone
@@ -325,9 +374,13 @@ class Session(Service):
         self._update(reason=ending.reason)
         self._cancel_silence_timer()
         stopped = self._forwarder.stop(ending.reason)
-        if self._status.verifier:
+        if self._status.verifier and not final:
+            if self.peer_pairs:
+                self._send({AWAY_MESSAGE: 0})
+            waited = self._close_wormhole()
+        elif self._status.verifier:
             # the closing phase number is how many mailbox messages we sent before it: none
-            self._wormhole.send_message(json.dumps({"closing": 0}).encode("utf-8"))
+            self._send({"closing": 0, "why": why} if why else {"closing": 0})
             waited = Deferred()
             self._peer_said_closing.addBoth(lambda _: waited.called or waited.callback(None))
             timer = self._reactor.callLater(timeout, lambda: waited.called or waited.callback(None))

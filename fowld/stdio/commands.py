@@ -38,8 +38,9 @@ def _port(value: Any, name: str) -> int | None:
 
 
 _COMMANDS: dict[str, tuple[Field, ...]] = {
-    "allocate-code": (Field("length", int),),
-    "set-code": (Field("code", str, True),),
+    # "pair": ours, not upstream's: store a pairing of this name once the peer is connected
+    "allocate-code": (Field("length", int), Field("pair", str)),
+    "set-code": (Field("code", str, True), Field("pair", str)),
     "local": (
         Field("name", str, True),
         Field("local_listen_port", int),
@@ -106,9 +107,12 @@ def parse_command(line: bytes | str) -> dict:
             rules.check_code_length(command["length"], 'allocate-code: "length"')
         except rules.RuleError as e:
             raise CommandError(str(e)) from None
+    if command.get("pair") is not None:
+        try:
+            rules.check_name(command["pair"], f'{kind}: "pair"')
+        except rules.RuleError as e:
+            raise CommandError(str(e)) from None
     return command
-
-
 
 
 def close_timeout(command: dict) -> float:

@@ -21,6 +21,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from fowld.daemon.pairings import PairingStore
 from fowld.engine import events
 from fowld.engine.endpoints import (
     EndpointError,
@@ -30,6 +31,7 @@ from fowld.engine.endpoints import (
     parse_listen,
 )
 from fowld.engine.forwarder import ForwardingError
+from fowld.engine.pairing import PairingRequest
 from fowld.engine.session import Session, SessionError
 from fowld.stdio.commands import MAX_LINE, CommandError, close_timeout, parse_command
 from fowld.stdio.render import render_event, render_status
@@ -75,8 +77,21 @@ class StdioController(Protocol):
             return
         if isinstance(event, events.StreamClosed):
             self._release_bytes(event.id)  # its counts come before its end
+        if isinstance(event, events.Paired):
+            event = self._store_pairing(event)
         for line in render_event(event):
             self.send(line)
+
+    def _store_pairing(self, event: events.Paired) -> events.Event:
+        """Keep the pairing where the daemon finds it; a failure to write is what gets reported."""
+        store = PairingStore()
+        try:
+            if store.exists(event.agreed.name):
+                return events.PairingDeclined(f"a pairing named {event.agreed.name!r} exists already")
+            store.store_new(event.agreed, self._session.config.mailbox_url)
+        except OSError as e:
+            return events.PairingDeclined(f"cannot write it: {e.strerror or e}")
+        return event
 
     def _release_bytes(self, stream_id: int | None = None) -> None:
         ids = list(self._held_bytes) if stream_id is None else [stream_id]
@@ -130,6 +145,8 @@ class StdioController(Protocol):
 
     def _run(self, command: dict) -> None:
         kind, session = command["kind"], self._session
+        if command.get("pair") is not None:
+            session.ask_pairing(PairingRequest(command["pair"]))
         if kind == "allocate-code":
             session.allocate_code(command.get("length"))
         elif kind == "set-code":

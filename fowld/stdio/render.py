@@ -51,6 +51,10 @@ def render_event(event: events.Event) -> list[dict]:
         case events.PeerUnreachable(since, seconds):
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
             return [{"kind": "peer-unreachable", "since": when, "seconds": round(seconds)}]
+        case events.Paired(agreed):
+            return [{"kind": "paired", "name": agreed.name, "peer_name": agreed.peer_name}]
+        case events.PairingDeclined(reason):
+            return [{"kind": "pairing-declined", "reason": f"no pairing stored: {reason}"}]
         case events.Error(message):
             return [{"kind": "error", "message": message}]
         case events.Closed(result):

@@ -96,10 +96,14 @@ def open_dilated(
     return w, dilated
 
 
+# How a wrong-password failure's reason begins: supervisors never retry after one.
+WRONG_CODE = "wrong code:"
+
+
 def failure_reason(failure: Failure) -> str:
     """Why a wormhole failed, in words for people."""
     if failure.check(WrongPasswordError):
-        return "wrong code: the peer used a different code (or someone guessed wrong)"
+        return f"{WRONG_CODE} the peer used a different code (or someone guessed wrong)"
     if failure.check(LonelyError):
         return "no peer ever connected"
     return failure.getErrorMessage() or failure.type.__name__

@@ -179,6 +179,17 @@ def _check_listeners_free(profile: Profile, taken: dict[str, str]) -> None:
             raise ProfileError(profile.source, None, problem)
 
 
+def fixed_code_advice(path: str | os.PathLike, profile: Profile) -> str | None:
+    """For a profile with a fixed code: why a pairing is safer, and how to switch."""
+    if profile.code is None:
+        return None
+    return (
+        f"{path}: a fixed code can be guessed online by anyone who reaches the mailbox;"
+        f" a pairing is the safe way: run `fowlctl invite {profile.name} --pair NAME` once"
+        " (the peer accepts with --pair), then replace `code:` with `peer: NAME`"
+    )
+
+
 def load_profiles(
     directory: str | os.PathLike | None = None, defaults: ProfileDefaults = BUILT_IN_DEFAULTS
 ) -> ProfileSet:
@@ -206,6 +217,8 @@ def load_profiles(
         profiles[profile.name] = profile
         if warning := insecure_permission_warning(path, profile):
             warnings.append(warning)
+        if advice := fixed_code_advice(path, profile):
+            warnings.append(advice)
     return ProfileSet(profiles=profiles, errors=tuple(errors), warnings=tuple(warnings))
 
 
@@ -221,6 +234,7 @@ __all__ = [
     "ProfileSet",
     "RestartPolicy",
     "ServiceSpec",
+    "fixed_code_advice",
     "insecure_permission_warning",
     "load_profile",
     "load_profiles",

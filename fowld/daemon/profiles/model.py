@@ -70,6 +70,8 @@ class Profile:
     transit_relay: str = DEFAULT_TRANSIT_RELAY
     code_length: int = DEFAULT_CODE_LENGTH
     code: str | None = field(default=None, repr=False)  # a secret: keep it out of logs
+    peer: str | None = None  # the pairing this profile meets again, instead of a code
+    lifetime: float | None = None  # seconds after which a session ends itself
     autostart: bool = False
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
     source: str = field(default="<string>", compare=False)

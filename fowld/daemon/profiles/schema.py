@@ -32,6 +32,8 @@ _TOP_KEYS = (
     "services",
     "clients",
     "code",
+    "peer",
+    "lifetime",
     "autostart",
     "restart",
 )
@@ -207,6 +209,15 @@ def _code(check: _Checker, entry: Entry) -> str:
     return code
 
 
+def _duration(check: _Checker, entry: Entry, where: str) -> float:
+    value = entry.value
+    data = value.text if value.text is not None else value.data
+    try:
+        return rules.parse_duration(data, where)
+    except rules.RuleError as e:
+        check.fail(value.line, str(e))
+
+
 def _restart(check: _Checker, entry: Entry) -> RestartPolicy:
     allowed = ", ".join(p.value for p in RestartPolicy)
     value = entry.value
@@ -259,10 +270,18 @@ def check_profile(
         fields["code"] = _code(check, top["code"])
         if "code-length" in top:
             check.fail(top["code-length"].key_line, "code-length has no effect when code is set")
+    if "peer" in top:
+        fields["peer"] = check.name(top["peer"], "peer")
+        if "code" in top:
+            check.fail(top["peer"].key_line, "peer and code cannot be combined: a pairing needs no code")
+    if "lifetime" in top:
+        fields["lifetime"] = _duration(check, top["lifetime"], "lifetime")
     if "autostart" in top:
         fields["autostart"] = check.boolean(top["autostart"], "autostart")
-        if fields["autostart"] and "code" not in top:
-            check.fail(top["autostart"].key_line, "autostart needs a fixed code (set 'code')")
+        if fields["autostart"] and "code" not in top and "peer" not in top:
+            check.fail(
+                top["autostart"].key_line, "autostart needs a pairing (set 'peer') or a fixed code"
+            )
     if "restart" in top:
         fields["restart"] = _restart(check, top["restart"])
     return Profile(name=name, services=services, clients=clients, source=source, **fields)

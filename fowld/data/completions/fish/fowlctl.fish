@@ -56,8 +56,8 @@ function _shtab_fowlctl_using
   test "$_shtab_fowlctl_cmdpath" = "$argv"
 end
 
-set -g _shtab_fowlctl_commands invite accept start offer want withdraw unwant list status close ping watch top profiles reload check
-set -g _shtab_fowlctl_opts_with_value --answer-timeout --bus --interval --mailbox --offer --timeout --transit-relay --want
+set -g _shtab_fowlctl_commands invite accept start offer want withdraw unwant list status close ping watch top profiles reload check pairings forget
+set -g _shtab_fowlctl_opts_with_value --answer-timeout --bus --expires --interval --lifetime --mailbox --offer --pair --timeout --transit-relay --want
 
 complete -c fowlctl -e
 complete -c fowlctl -f
@@ -77,6 +77,9 @@ complete -c fowlctl -n '_shtab_fowlctl_using invite' -l transit-relay -x -d 'tra
 complete -c fowlctl -n '_shtab_fowlctl_using invite' -l no-qr -d 'do not show the code as a QR code (shown only on a terminal)'
 complete -c fowlctl -n '_shtab_fowlctl_using invite' -l no-wait -d 'return once the session has started'
 complete -c fowlctl -n '_shtab_fowlctl_using invite' -l timeout -x -d 'stop waiting after SECONDS and close the session (default: wait until Ctrl-C)'
+complete -c fowlctl -n '_shtab_fowlctl_using invite' -l pair -x -d 'store a pairing called NAME once the peer is connected'
+complete -c fowlctl -n '_shtab_fowlctl_using invite' -l expires -x -d 'the pairing'"'"'s expiry with --pair; else the invitation'"'"'s (15m, 30d)'
+complete -c fowlctl -n '_shtab_fowlctl_using invite' -l lifetime -x -d 'end the session after TIME (2h, 90m)'
 complete -c fowlctl -n '_shtab_fowlctl_using invite; and test $_shtab_fowlctl_npos -eq 0' -ka "(__fowl_profiles)" -d 'profile name; or use --offer/--want'
 complete -c fowlctl -n '_shtab_fowlctl_using; and test $_shtab_fowlctl_npos -eq 0' -a accept -d 'Join a peer'"'"'s session with the CODE they gave you.'
 complete -c fowlctl -n '_shtab_fowlctl_using accept' -s h -l help -d 'show this help message and exit'
@@ -89,6 +92,9 @@ complete -c fowlctl -n '_shtab_fowlctl_using accept' -l transit-relay -x -d 'tra
 complete -c fowlctl -n '_shtab_fowlctl_using accept' -l answer-timeout -x -d 'give up (and close the session) when no peer has answered the code within SECONDS, as when nobody is waiting with it (default 60)'
 complete -c fowlctl -n '_shtab_fowlctl_using accept' -l no-wait -d 'return once the session has started'
 complete -c fowlctl -n '_shtab_fowlctl_using accept' -l timeout -x -d 'stop waiting after SECONDS and close the session (default: wait until Ctrl-C)'
+complete -c fowlctl -n '_shtab_fowlctl_using accept' -l pair -x -d 'store a pairing called NAME once the peer is connected'
+complete -c fowlctl -n '_shtab_fowlctl_using accept' -l expires -x -d 'the pairing'"'"'s expiry with --pair; else the invitation'"'"'s (15m, 30d)'
+complete -c fowlctl -n '_shtab_fowlctl_using accept' -l lifetime -x -d 'end the session after TIME (2h, 90m)'
 complete -c fowlctl -n '_shtab_fowlctl_using accept; and test $_shtab_fowlctl_npos -eq 0' -ka "(__fowl_profiles)" -d 'profile name; or use --want/--offer'
 complete -c fowlctl -n '_shtab_fowlctl_using; and test $_shtab_fowlctl_npos -eq 0' -a start -d 'Start a profile that has a fixed code.'
 complete -c fowlctl -n '_shtab_fowlctl_using start' -s h -l help -d 'show this help message and exit'
@@ -151,3 +157,11 @@ complete -c fowlctl -n '_shtab_fowlctl_using check' -s h -l help -d 'show this h
 complete -c fowlctl -n '_shtab_fowlctl_using check' -l json -d 'machine-readable output (stable keys)'
 complete -c fowlctl -n '_shtab_fowlctl_using check' -l bus -x -d 'D-Bus address of the session bus (default: $DBUS_SESSION_BUS_ADDRESS)'
 complete -c fowlctl -n '_shtab_fowlctl_using check; and test $_shtab_fowlctl_npos -ge 0' -ka "(__fish_complete_path (commandline -ct))" -d 'profile files (NAME.yaml)'
+complete -c fowlctl -n '_shtab_fowlctl_using; and test $_shtab_fowlctl_npos -eq 0' -a pairings -d 'List the pairings this computer keeps (peers it meets again with no code).'
+complete -c fowlctl -n '_shtab_fowlctl_using pairings' -s h -l help -d 'show this help message and exit'
+complete -c fowlctl -n '_shtab_fowlctl_using pairings' -l json -d 'machine-readable output (stable keys)'
+complete -c fowlctl -n '_shtab_fowlctl_using pairings' -l bus -x -d 'D-Bus address of the session bus (default: $DBUS_SESSION_BUS_ADDRESS)'
+complete -c fowlctl -n '_shtab_fowlctl_using; and test $_shtab_fowlctl_npos -eq 0' -a forget -d 'Forget a pairing: it can never meet again (a connected peer forgets it too).'
+complete -c fowlctl -n '_shtab_fowlctl_using forget' -s h -l help -d 'show this help message and exit'
+complete -c fowlctl -n '_shtab_fowlctl_using forget' -l json -d 'machine-readable output (stable keys)'
+complete -c fowlctl -n '_shtab_fowlctl_using forget' -l bus -x -d 'D-Bus address of the session bus (default: $DBUS_SESSION_BUS_ADDRESS)'
