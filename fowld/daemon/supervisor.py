@@ -29,7 +29,6 @@ from twisted.logger import Logger
 from fowld.daemon.connections import OpenConnections
 from fowld.daemon.options import SessionOptions
 from fowld.daemon.profiles import ClientSpec, Profile, RestartPolicy, ServiceSpec
-from fowld.daemon.ratelimit import RateLimitedLog
 from fowld.engine import events, rules
 from fowld.engine.config import DEFAULT_PING_INTERVAL
 from fowld.engine.endpoints import Address
@@ -64,20 +63,6 @@ Subscriber = Callable[[events.Event], None]
 SessionFactory = Callable[[SessionConfig, Any], Session]
 
 
-def stream_refusal(event: events.Event) -> tuple[str, str] | None:
-    """(service, reason) if ``event`` is a stream refused, here or by the peer; else None.
-
-    A refusal made here is a ``Refused`` event (the stream it refused, if it had an id,
-    closes as refused too: not counted twice); the peer's arrives as a refused outgoing stream.
-    """
-    match event:
-        case events.Refused("stream", name, reason):
-            return name or "", reason
-        case events.StreamClosed(_, name, events.Direction.OUTGOING, _, _, reason, True):
-            return name, reason or "refused"
-    return None
-
-
 class SupervisedSession(Service):
     def __init__(
         self,
@@ -99,9 +84,6 @@ class SupervisedSession(Service):
         self.bytes_in = 0
         self.bytes_out = 0
         self.total_connections = 0
-        self.refused_connections = 0  # streams refused here or by the peer
-        self.lost_connections = 0  # streams cut by anything but a close of their own
-        self._refusals = RateLimitedLog(reactor)
         self.connections = OpenConnections()
         self.status = SessionStatus(mailbox_url=profile.mailbox)
         self.session: Session | None = None
@@ -306,17 +288,6 @@ class SupervisedSession(Service):
             case events.StreamBytes(_, into_tunnel, out_of_tunnel):
                 self.bytes_in += into_tunnel
                 self.bytes_out += out_of_tunnel
-            case events.StreamClosed(_, name, _, _, _, reason, False) if reason is not None:
-                self.lost_connections += 1
-                self._refusals.warn(f"lost {name}", f"session {self.id}: a {name!r} stream was cut: {reason}")
-            case events.Refused(what, name, reason) if what != "stream":
-                self._refusals.warn(what + reason, f"session {self.id}: refused {what} {name!r}: {reason}")
-            case events.ClientFailed(name, reason):
-                self._refusals.warn(f"listen {name}", f"session {self.id}: client {name!r}: {reason}")
-        if (refusal := stream_refusal(event)) is not None:
-            self.refused_connections += 1
-            name, reason = refusal
-            self._refusals.warn(f"stream {reason}", f"session {self.id}: refused a {name!r} stream: {reason}")
         self.connections.follow(event)
         self._emit(event)
 

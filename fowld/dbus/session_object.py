@@ -11,7 +11,8 @@ from twisted.python.failure import Failure
 from txdbus.objects import dbusMethod
 
 from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs
-from fowld.daemon.supervisor import SupervisedSession, stream_refusal
+from fowld.daemon.refusals import Refusals, stream_refusal
+from fowld.daemon.supervisor import SupervisedSession
 from fowld.dbus import api
 from fowld.dbus.exported import ExportedObject
 from fowld.dbus.names import session_path
@@ -32,7 +33,7 @@ def _check_name(kind: str, name: str) -> None:
         raise InvalidArgs(str(e)) from None
 
 
-def session_properties(session: SupervisedSession) -> dict[str, object]:
+def session_properties(session: SupervisedSession, refusals: Refusals) -> dict[str, object]:
     """Every property of a session object, from the session's current state."""
     status = session.status
     services = [(s.name, s.connect, s.state.value, s.reason) for s in session.service_statuses()]
@@ -64,8 +65,8 @@ def session_properties(session: SupervisedSession) -> dict[str, object]:
         "CreatedUSec": session.created_usec,
         "Restarts": session.restarts,
         "ClientReasons": [(c.name, c.reason) for c in client_statuses],
-        "RefusedConnections": session.refused_connections,
-        "LostConnections": session.lost_connections,
+        "RefusedConnections": refusals.refused,
+        "LostConnections": refusals.lost,
     }
 
 
@@ -76,13 +77,15 @@ class SessionObject(ExportedObject):
         super().__init__(session_path(session.id), reactor, throttled=api.SESSION_COUNTERS)
         self.session = session
         self._state = session.status.phase.value
+        self._refusals = Refusals(session.id, reactor)  # counted and logged for the daemon
         self.refresh()
         session.subscribe(self._event)
 
     def refresh(self) -> None:
-        self.update(api.SESSION, session_properties(self.session))
+        self.update(api.SESSION, session_properties(self.session, self._refusals))
 
     def _event(self, event: events.Event) -> None:
+        self._refusals.follow(event)
         self.refresh()
         match event:
             case events.StatusChanged(status) if status.phase.value != self._state:

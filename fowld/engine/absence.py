@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fowld.engine import events
 from fowld.engine.status import Phase
 
 # Seconds after the peer became unreachable at which this is reported again; then hourly.
@@ -52,13 +53,19 @@ def next_milestone(elapsed: float) -> float:
 
 
 class PeerAbsence:
-    """Follows a session's phase; ``on_away`` is called at each milestone of an outage."""
+    """Follows a session's phase; at each milestone of an outage, sets the session's reason
+    (``update(reason=...)``) and emits ``PeerUnreachable``."""
 
     def __init__(
-        self, reactor: Any, on_away: Callable[[Away], None], wall_clock: Callable[[], float] = time.time
+        self,
+        reactor: Any,
+        update: Callable[..., None],
+        emit: Callable[[events.Event], None],
+        wall_clock: Callable[[], float] = time.time,
     ):
         self._reactor = reactor
-        self._on_away = on_away
+        self._update = update
+        self._emit = emit
         self._wall_clock = wall_clock
         self._started: tuple[float, float] | None = None  # (reactor time, wall time) of the outage
         self._timer: Any = None
@@ -89,4 +96,6 @@ class PeerAbsence:
     def _milestone(self) -> None:
         self._timer = None
         self._schedule()
-        self._on_away(self.away)
+        away = self.away
+        self._update(reason=away.reason)
+        self._emit(events.PeerUnreachable(away.since, away.seconds))

@@ -93,3 +93,26 @@ class Lifecycle:
         self.ending = Ending(reason, Phase.FAILED)
         self.move(Phase.FAILED)
         return True
+
+
+# What an open phase says when the change that led to it gave no reason of its own.
+PHASE_REASONS = {Phase.RECONNECTING: "lost the connection to the peer; reconnecting"}
+
+
+def fresh_reason(before: Phase, after: Phase, given: bool, reason: str) -> str:
+    """The reason after a change: the one given, else the new open phase's own (an old one is stale)."""
+    if given or after is before or after not in OPEN:
+        return reason
+    return PHASE_REASONS.get(after, "")
+
+
+def final_result(ending: Ending, result: str | None, outcome: object) -> str:
+    """What ``closed`` reports: ``result`` if known, never "happy" for a session that gave up."""
+    if result is not None:
+        return result
+    if ending.final is Phase.FAILED:
+        return f"failed: {ending.reason}"
+    if isinstance(outcome, list) and outcome and outcome[-1][0]:
+        return outcome[-1][1] or "happy"  # the wormhole's close result
+    return "happy"
+

@@ -21,11 +21,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fowld.engine import events, pairing, rules
-from fowld.engine.absence import Away, PeerAbsence
+from fowld.engine.absence import PeerAbsence
 from fowld.engine.config import APP_ID, CLOSE_TIMEOUT, SessionConfig
 from fowld.engine.endpoints import Address, parse_connect, parse_listen
 from fowld.engine.forwarder import Forwarder, ForwardingError
-from fowld.engine.lifecycle import Ending, Lifecycle
+from fowld.engine.lifecycle import Ending, Lifecycle, final_result, fresh_reason
 from fowld.engine.observe import Subscribers, observe
 from fowld.engine.status import ClientStatus, Path, Phase, ServiceStatus, SessionStatus
 from fowld.wormhole import access
@@ -41,8 +41,6 @@ log = Logger()
 SILENCE_GRACE = 1.0
 # A peer that is gone will not answer our "closing": do not wait long for it.
 LOST_PEER_CLOSE_TIMEOUT = 2.0
-# What an open phase says when the change that led to it gave no reason of its own.
-PHASE_REASONS = {Phase.RECONNECTING: "lost the connection to the peer; reconnecting"}
 
 
 class SessionError(ValueError):
@@ -67,7 +65,7 @@ class Session(Service):
         self._ping_ids = itertools.count(1)
         self._silence_timer = None
         self._silent: PeerConnection | None = None  # the connection whose keep-alives stopped
-        self._absence = PeerAbsence(reactor, self._peer_away)
+        self._absence = PeerAbsence(reactor, self._update, self._emit)
         self._role = pairing.ROLES[1]  # "inviter" once this side allocates the code
 
     # observing ---------------------------------------------------------------
@@ -95,18 +93,12 @@ class Session(Service):
     def _update(self, **changes: Any) -> None:
         status = dataclasses.replace(self._status, **changes)
         self._life.move(self._life.next_phase(status))
-        phase = self._life.phase
-        if phase is not self._status.phase and "reason" not in changes and self._life.is_open:
-            changes["reason"] = PHASE_REASONS.get(phase, "")  # an old reason is no longer true
-        status = dataclasses.replace(status, phase=phase, reason=changes.get("reason", status.reason))
-        self._absence.follow(phase)
+        reason = fresh_reason(self._status.phase, self._life.phase, "reason" in changes, status.reason)
+        status = dataclasses.replace(status, phase=self._life.phase, reason=reason)
+        self._absence.follow(self._life.phase)
         if status != self._status:
             self._status = status
             self._emit(events.StatusChanged(status))
-
-    def _peer_away(self, away: Away) -> None:
-        self._update(reason=away.reason)
-        self._emit(events.PeerUnreachable(away.since, away.seconds))
 
     def _enter(self, phase: Phase, reason: str) -> None:
         self._life.move(phase)
@@ -395,14 +387,8 @@ class Session(Service):
 
     def _finish(self, d: Deferred, result: str | None) -> None:
         def finished(outcome: Any) -> None:
-            final = result
             ending = self._life.ending
-            if final is None and ending.final is Phase.FAILED:
-                final = f"failed: {ending.reason}"  # never "happy" for a session that gave up
-            if final is None:
-                final = "happy"
-                if isinstance(outcome, list) and outcome and outcome[-1][0]:
-                    final = outcome[-1][1] or "happy"
+            final = final_result(ending, result, outcome)
             if self._life.phase is Phase.CLOSING:
                 self._enter(ending.final, ending.reason)
             self._emit(events.Closed(final))
