@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -88,7 +89,12 @@ def _at_least(kind: type, minimum: float, or_equal: bool) -> Callable[[str], flo
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n", 1)[0])
+    top = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n", 1)[0],
+        epilog="Also: `python -m bench soak` (link cuts under a steady stream) and"
+        " `python -m bench pairing` (paired daemons meeting again), each with its own --help.",
+    )
     commands = top.add_subparsers(dest="benchmark", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quick", action="store_true", help="a small smoke run (seconds, not minutes)")
@@ -282,8 +288,14 @@ def selection_from(args: argparse.Namespace) -> forwarding.Selection:
     return forwarding.Selection(args.paths, args.pairs, args.baseline, args.relay, args.profile)
 
 
+# Benchmarks with options of their own: `python -m bench soak --help`, `python -m bench pairing --help`.
+SEPARATE = {"soak": "bench.soak", "pairing": "bench.pairing"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SEPARATE:
+        return importlib.import_module(SEPARATE[argv[0]]).main(argv[1:])
     options = parser()
     args = options.parse_args(argv)
     if args.benchmark == "forwarding" and args.baseline is None and any("base" in p for p in args.pairs):

@@ -170,14 +170,16 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench pairing", description=__doc__, formatter_class=formatter
+    )
     parser.add_argument("--runs", type=int, default=5, help="restarts of each kind (default 5)")
     parser.add_argument("--wakes", type=int, default=3, help="SIGSTOP/SIGCONT runs (default 3)")
     parser.add_argument("--sleep", type=float, default=60.0, help="seconds each sleep lasts (default 60)")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report = measure(args)
     for kind, values in report["seconds"].items():
         if values:
@@ -185,7 +187,8 @@ def main() -> None:
             print(f"{kind:8} median {report['median'][kind]:.2f} s  ({each})")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,7 +34,7 @@ from harness.servers import ProcessGroup  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="python -m bench soak", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--minutes", type=float, default=8.0, help="how long the stream runs (8)")
     parser.add_argument("--cut-every", type=float, default=12.0, metavar="S", help="a cut every S s (12)")
     parser.add_argument("--cut-for", type=float, default=5.0, metavar="S", help="each cut lasts S s (5)")

@@ -96,6 +96,10 @@ def test_session_number() -> None:
     assert session_number("ssh-share-3") == 3
     assert session_number("web") is None
     assert session_number("web-x") is None
+    # a query of thousands of digits (a fuzzer's) is no session number, and no crash
+    assert session_number("web-" + "7" * 5000) is None
+    with pytest.raises(SessionNotFound, match="no session matches"):
+        resolve_session_id("7" * 4301, ["web-1"])
 
 
 def test_object_paths_unescape_to_ids() -> None:

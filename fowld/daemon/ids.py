@@ -11,11 +11,17 @@ from collections.abc import Iterable
 
 from fowld.daemon.errors import AmbiguousSession, SessionNotFound
 
+# More digits than any counter reaches: such a tail is not a session number (and Python
+# refuses to convert thousands of digits at all).
+MAX_NUMBER_DIGITS = 18
+
 
 def session_number(session_id: str) -> int | None:
     """N of ``PROFILE-N``, or None when the id does not end in a number."""
     _, sep, tail = session_id.rpartition("-")
-    return int(tail) if sep and tail.isdigit() else None
+    if not sep or not tail.isdigit() or len(tail) > MAX_NUMBER_DIGITS:
+        return None
+    return int(tail)
 
 
 def resolve_session_id(query: str, ids: Iterable[str]) -> str:
@@ -29,7 +35,7 @@ def resolve_session_id(query: str, ids: Iterable[str]) -> str:
         raise SessionNotFound("a session id cannot be empty")
     if query in ids:
         return query
-    if query.isdigit():
+    if query.isdigit() and len(query) <= MAX_NUMBER_DIGITS:
         numbered = [i for i in ids if session_number(i) == int(query)]
         if len(numbered) == 1:
             return numbered[0]
