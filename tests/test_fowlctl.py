@@ -725,7 +725,7 @@ def test_no_wait_and_interrupted_wait_leave_the_session_running(pair, processes)
     assert waiting.wait(STEP_TIMEOUT) == ExitCode.INTERRUPTED
     assert b"keeps running in fowld" in waiting.stderr.read()
     states = {s["id"]: (s["state"], s["code"]) for s in alice.sessions()}
-    assert states[started["session"]] == ("waiting", "")  # the code is shown only by invite itself
+    assert states[started["session"]] == ("waiting", started["code"])  # to be passed on, until used
     assert len(states) == 2
     _close_all(alice)
 

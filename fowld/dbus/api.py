@@ -160,7 +160,7 @@ SESSION = Interface(
         Property("Profile", "s", emits="const"),
         Property("State", "s"),
         Property("StateReason", "s"),
-        Property("Code", "s"),  # always "": kept for compatibility, never shows the secret
+        Property("Code", "s"),  # an invitation's fresh code while it waits for its peer, else ""
         Property("Verifier", "s"),
         Property("PeerConnected", "b"),
         Property("Path", "s"),

@@ -12,7 +12,7 @@ from txdbus.objects import dbusMethod
 
 from fowld.daemon.errors import AlreadyExists, Failed, InvalidArgs
 from fowld.daemon.refusals import Refusals, stream_refusal
-from fowld.daemon.supervisor import SupervisedSession
+from fowld.daemon.supervisor import Mode, SupervisedSession
 from fowld.dbus import api
 from fowld.dbus.exported import ExportedObject
 from fowld.dbus.names import session_path
@@ -20,7 +20,7 @@ from fowld.engine import events, rules
 from fowld.engine.endpoints import EndpointError, parse_connect, parse_listen
 from fowld.engine.forwarder import ForwardingError
 from fowld.engine.session import SessionError
-from fowld.engine.status import PeerState
+from fowld.engine.status import PeerState, Phase
 
 CLOSE_REPLY_TIMEOUT = 15.0  # Close() answers by then even if the mailbox is slow to say goodbye
 PING_TIMEOUT = 10.0
@@ -31,6 +31,14 @@ def _check_name(kind: str, name: str) -> None:
         rules.check_name(name, f"{kind} name")
     except rules.RuleError as e:
         raise InvalidArgs(str(e)) from None
+
+
+def shown_code(session: SupervisedSession) -> str:
+    """The code, only where a person must pass it on: an invitation's fresh code until the peer
+    comes. A fixed code (reusable, so guessable again and again) and a code the peer gave us are
+    never shown, nor any code once the peer is there."""
+    waiting = session.status.phase in (Phase.STARTING, Phase.WAITING)
+    return (session.status.code or "") if session.mode is Mode.INVITE and waiting else ""
 
 
 def session_properties(session: SupervisedSession, refusals: Refusals) -> dict[str, object]:
@@ -44,7 +52,7 @@ def session_properties(session: SupervisedSession, refusals: Refusals) -> dict[s
         "Profile": session.profile.name,
         "State": status.phase.value,
         "StateReason": status.reason,
-        "Code": "",  # a code is a secret: never shown (the property stays for compatibility)
+        "Code": shown_code(session),
         "Verifier": status.verifier or "",
         "PeerConnected": status.peer is PeerState.CONNECTED,
         "Path": status.path.value,
