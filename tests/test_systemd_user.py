@@ -232,12 +232,23 @@ def test_watchdog_pings_keep_it_running_and_silence_gets_it_restarted(machine):
 def test_reload_rereads_profiles_on_sighup(machine):
     ctl(machine, ALICE, "start", "fowld")
     pid = show(machine, ALICE, "MainPID")["MainPID"]
-    write_file(machine, ALICE, ".config/fowl/profiles/extra.yaml", PROFILES["see-web"])
+    # a copy of see-web on its own port: two profiles listening on one address are an error
+    extra = PROFILES["see-web"].replace("tcp:8080:", "tcp:8081:")
+    write_file(machine, ALICE, ".config/fowl/profiles/extra.yaml", extra)
     write_file(machine, ALICE, ".config/fowl/profiles/broken.yaml", "bogus: 1\n")
     try:
-        ctl(machine, ALICE, "reload", "fowld")
-        status = ctl(machine, ALICE, "status", "fowld", "--no-pager").stdout
-        assert 'Status: "0 sessions, 0 connected; 3 profiles (1 invalid)"' in status
+        ctl(machine, ALICE, "reload", "fowld")  # returns once SIGHUP is sent, not once fowld re-read
+        expected = 'Status: "0 sessions, 0 connected; 3 profiles (1 invalid)"'
+        seen: list[str] = []
+
+        def shown() -> bool:
+            seen.append(ctl(machine, ALICE, "status", "fowld", "--no-pager").stdout)
+            return expected in seen[-1]
+
+        try:
+            wait_until(shown, "the status line after the reload")
+        except AssertionError:
+            raise AssertionError(f"{expected} never shown; last:\n{seen[-1]}") from None
         assert show(machine, ALICE, "MainPID")["MainPID"] == pid  # the same process
         logged = journal(machine, ALICE)
         assert "Reloaded fowld.service" in logged
