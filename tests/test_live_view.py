@@ -142,12 +142,12 @@ def test_top_in_a_terminal_follows_a_busy_connection(adhoc_pair, processes, echo
 def test_invite_shows_a_qr_code_on_a_terminal_only(adhoc_pair, processes) -> None:
     alice, _ = adhoc_pair
     invite = Terminal([*FOWLCTL, "invite", "--offer", "web=8000", "--no-wait"], alice.env)
-    screen = invite.read_until(b"Or they scan the code:\r\n")
-    assert invite.stop(interrupt=False) == 0  # --no-wait: it ends by itself
+    invite.read_until(b"Or they scan the code:\r\n")
+    assert invite.stop(interrupt=False) == 0  # --no-wait: it ends by itself, all it wrote read
     # a QR code: rows of half and full blocks (which ones depends on how its rows pair up)
-    lines = screen.decode("utf-8", "replace").splitlines()
+    lines = invite.screen.decode("utf-8", "replace").splitlines()
     rows = [line for line in lines if sum(c in "▀▄█" for c in line) >= 10]
-    assert len(rows) >= 5, screen
+    assert len(rows) >= 5, invite.screen
     plain = Terminal([*FOWLCTL, "invite", "--offer", "web=8000", "--no-wait", "--no-qr"], alice.env)
     screen = plain.read_until(b"They join with:  fowlctl accept [-0-9a-z]+ --want web\r\n")
     assert plain.stop(interrupt=False) == 0
