@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the named Debian packages that are not installed yet (as root, with apt-get);
-# anyone else gets a clear message naming them. Used by `make deb` and tests/test_deb.py.
+# anyone else gets a clear message naming them. Used by ensure-system-deps.sh, `make deb` and
+# tests/test_deb.py.
 set -eu
 missing=""
 for package in "$@"; do
@@ -9,7 +10,7 @@ for package in "$@"; do
 done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-    echo "building the Debian package needs:$missing (run: sudo apt-get install$missing)" >&2
+    echo "fowld needs these system packages:$missing (run: sudo apt-get install$missing)" >&2
     exit 1
 fi
 echo "installing system packages:$missing"

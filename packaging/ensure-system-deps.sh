@@ -20,15 +20,8 @@ command -v man >/dev/null 2>&1 || missing="$missing man-db"
 [ -e /usr/lib/systemd/user/dbus.socket ] || missing="$missing dbus-user-session"
 [ -z "$missing" ] && exit 0
 packages=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
-if [ "$(id -u)" -ne 0 ]; then
-    echo "fowld needs these system packages: $packages(run: sudo apt-get install $packages)" >&2
-    exit 1
-fi
-echo "installing system packages: $packages"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $packages >/dev/null
+sh "$(dirname "$0")/apt-install-missing.sh" $packages
 case "$packages" in *openssh-server*)
     # the benchmark runs a private sshd of its own; Debian also enables the system's
     echo "note: openssh-server enables the system ssh.service; the benchmark does not use it" \
