@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,5 +32,3 @@ class ForwardingContext:
             return fail(ForwardingError("not connected to a peer"))
         return self.dilated.connector_for(subprotocol).connect(factory)
 
-
-Opener = Callable[[str, Factory], Deferred]

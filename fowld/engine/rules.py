@@ -46,11 +46,6 @@ def is_port(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and PORT_RANGE[0] <= value <= PORT_RANGE[1]
 
 
-def check_port(value: object, what: str = "port") -> int:
-    if not is_port(value):
-        raise RuleError(f"{what} must be a port number {PORT_TEXT}")
-    return value
-
 
 def check_code_length(value: object, what: str = "code length") -> int:
     low, high = CODE_LENGTH_RANGE

@@ -31,10 +31,6 @@ class Phase(enum.Enum):
     CLOSED = "closed"
     FAILED = "failed"
 
-    @property
-    def ended(self) -> bool:
-        return self in (Phase.CLOSED, Phase.FAILED)
-
 
 @dataclass(frozen=True)
 class SessionStatus:
